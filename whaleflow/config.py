@@ -1,0 +1,348 @@
+"""Run configuration: frozen dataclasses loaded from YAML, with dotted overrides.
+
+``load_config("configs/demo.yaml", ["train.seed=3", "models.0.stages.0.epochs=2"])``
+reads the YAML, applies each override to the raw tree, then builds the dataclasses,
+checking every type and rejecting unknown keys with the closest valid key named. The
+resolved config is written into the run folder (:func:`dump_config`) so a run can
+always be reproduced from its folder alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded data set generated when ``data.root`` is empty."""
+
+    individuals: int = 60
+    seed: int = 0
+    image_width: int = 192
+    image_height: int = 128
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None = None          # Kaggle/Happywhale-layout folder; None → synthetic
+    previous_root: str | None = None  # an earlier labelled release, for label mapping
+    boxes: str | None = None          # box CSV: Image,x0,y0,x1,y1
+    box_margin: float = 0.05          # fraction of the box size added on each side
+    strict: bool = False              # corrupt images are an error instead of skipped
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    hash: str = "phash"               # imagehash function: phash, dhash, ahash, whash
+    hash_size: int = 8
+    dup_distance: int = 4             # Hamming distance ≤ this → near-duplicates
+    val_fraction: float = 0.2         # of known individuals with ≥2 images
+    new_whale_val_fraction: float = 0.28  # share of new_whale in validation (test prior)
+    folds: int = 1
+    seed: int = 0
+    grayscale: bool = True
+    cache_size: int | None = None     # None → largest stage size of any model
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One progressive-resizing stage."""
+
+    size: int = 64
+    epochs: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    solver: str = "dense"             # dense | sparse
+    every: int = 4                    # mine every K epochs
+    k: int = 50                       # neighbours per image for the sparse solver
+    noise_start: float = 1.0
+    noise_end: float = 0.0
+    noise_epochs: int = 20            # noise annealed to noise_end over this many epochs
+    block_size: int = 1024
+
+
+@dataclass(frozen=True)
+class MarginConfig:
+    margin: float = 0.2
+    beta_init: float = 1.2
+    beta_lr: float = 0.01
+    nu: float = 0.0
+    per_class_beta: bool = True
+    cutoff: float = 0.5
+    nonzero_loss_cutoff: float = 1.4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model variant: one trial in the Ray experiment."""
+
+    name: str = "metric_compact"
+    family: str = "metric"            # metric | siamese
+    backbone: str = "wf_compactnet"
+    pretrained: Union[bool, str] = False  # True → timm weights (online), str → local file
+    embedding_dim: int = 64
+    head_layers: list[int] = field(default_factory=lambda: [64, 32])
+    batch_size: int = 32
+    p_individuals: int = 8            # P in P×K batches (metric family)
+    k_images: int = 4                 # K in P×K batches
+    augment: str = "metric"
+    flip_new_class: bool = True       # a horizontally flipped fluke is a new individual
+    lr_step_epochs: int = 100
+    lr_gamma: float = 0.1
+    plateau_patience: int = 2
+    plateau_factor: float = 0.2
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    margin: MarginConfig = field(default_factory=MarginConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    search: dict[str, Any] = field(default_factory=dict)  # Ray Tune search space
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    num_workers: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    max_train_images: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    new_whale_threshold: float | None = None  # None → tuned on validation
+    flip_tta: bool = True
+    use_duplicates: bool = True
+    class_agg: str = "max"            # how image scores become class scores: max | mean
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    enabled: bool = True
+    pca_dim: int = 64
+    whiten: bool = False
+    hidden: int = 256
+    dropout: float = 0.3
+    epochs: int = 200
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    trials: int = 60                  # Optuna trials for blend weights + threshold
+    folds: int = 3
+    seed: int = 0
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None        # None → local Ray; "auto" → running cluster
+    gpus_per_trial: float = 1.0
+    cpus_per_trial: float = 1.0
+    max_concurrent_trials: int | None = None
+    num_samples: int = 1
+    searcher: str = "none"            # none | optuna
+    scheduler: str = "none"           # none | asha
+    max_failures: int = 2
+    object_store_memory: int | None = None
+    mining_actor_cpus: float = 0.0
+    mining_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "runs/latest"
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    models: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read YAML (or start from defaults), apply ``key.sub=value`` overrides, build."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist. Fix: pass an existing YAML file to --config.")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}).") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+        source = str(path)
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(Config, raw, where=source)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``a.b.0.c=value`` override to a raw config tree in place."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} has no '='. Fix: write it as key.sub=value, e.g. train.seed=3.")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} names no key.")
+    value = yaml.safe_load(text) if text.strip() else None
+    parts = key.split(".")
+    node: Any = raw
+    trail: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        trail.append(part)
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key!r}: {'.'.join(trail[:-1])} has {len(node)} entries; "
+                                  f"{part!r} is not a valid index.")
+            if last:
+                node[int(part)] = value
+            else:
+                if node[int(part)] is None:
+                    node[int(part)] = {}
+                node = node[int(part)]
+            continue
+        if last:
+            node[part] = value
+        else:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = _default_subtree(parts[: i + 1])
+                node[part] = nxt
+            node = nxt
+
+
+def _default_subtree(parts: list[str]):
+    """The raw default of a list-valued section, so ``models.0.x=`` works without YAML."""
+    obj: Any = Config()
+    for p in parts:
+        obj = obj[int(p)] if isinstance(obj, list) else getattr(obj, p, None)
+        if obj is None:
+            return {}
+    return to_dict(obj) if dataclasses.is_dataclass(obj) or isinstance(obj, list) else {}
+
+
+def from_dict(cls, raw: Any, where: str = "config"):
+    """Build dataclass ``cls`` from a raw mapping, checking keys and types."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(names)}.")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where != "config" else key)
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        # bool before str so `true` stays a bool for Union[bool, str]
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} does not fit {_type_name(tp)}.")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}.")
+        return [_coerce(args[0], v, f"{where}.{i}") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}.")
+    return value
+
+
+def _type_name(tp) -> str:
+    args = [a.__name__ if isinstance(a, type) else str(a) for a in typing.get_args(tp) if a is not type(None)]
+    return " or ".join(args)
+
+
+def to_dict(obj) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_config(cfg: Config, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically) so the run folder reproduces it."""
+    from .io import write_text
+
+    return write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def max_stage_size(cfg: Config) -> int:
+    """The largest image size any model trains at: the cache is built at this size."""
+    return max(s.size for m in cfg.models for s in m.stages)
