@@ -1,0 +1,41 @@
+"""Submission writing and scoring."""
+import pandas as pd
+import pytest
+
+from whaleflow.errors import DataError
+from whaleflow.submission import read_submission, score_submission, write_submission
+
+
+def test_write_every_image_once_with_five_labels(tmp_path):
+    preds = {"a.jpg": ["w1", "w2", "w3", "w4", "w5", "w6"], "b.jpg": ["new_whale", "w1", "w2", "w3", "w4"]}
+    path = write_submission(tmp_path / "s.csv", preds, ["b.jpg", "a.jpg"])
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["Image", "Id"]
+    assert list(frame["Image"]) == ["b.jpg", "a.jpg"]
+    assert all(len(ids.split()) == 5 for ids in frame["Id"])
+    assert not list(tmp_path.glob(".s.csv*")), "no temp file left behind"
+
+
+def test_missing_prediction_is_an_error(tmp_path):
+    with pytest.raises(ValueError):
+        write_submission(tmp_path / "s.csv", {"a.jpg": ["w1"]}, ["a.jpg", "b.jpg"])
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score(tmp_path):
+    write_submission(tmp_path / "s.csv", {"a": ["w1", "w2"], "b": ["w2", "new_whale"]}, ["a", "b"])
+    pd.DataFrame({"Image": ["a", "b"], "Id": ["w1", "new_whale"]}).to_csv(tmp_path / "ans.csv", index=False)
+    assert score_submission(tmp_path / "s.csv", tmp_path / "ans.csv") == pytest.approx(0.75)
+
+
+def test_score_reports_missing_images(tmp_path):
+    write_submission(tmp_path / "s.csv", {"a": ["w1"]}, ["a"])
+    pd.DataFrame({"Image": ["a", "b"], "Id": ["w1", "w2"]}).to_csv(tmp_path / "ans.csv", index=False)
+    with pytest.raises(DataError, match="misses 1 of 2 images"):
+        score_submission(tmp_path / "s.csv", tmp_path / "ans.csv")
+
+
+def test_bad_header_names_file_and_row(tmp_path):
+    (tmp_path / "s.csv").write_text("img,label\na,w1\n")
+    with pytest.raises(DataError, match=r"s.csv, row 1: missing column"):
+        read_submission(tmp_path / "s.csv")

@@ -1,0 +1,252 @@
+"""The image cache: every train and test image decoded, cropped, grey, letterboxed, once.
+
+Training reads images thousands of times; decoding a 1000-pixel JPEG each time costs
+far more than the model step on small nets. So each image is decoded once, cropped to
+its box (:mod:`whaleflow.data.boxes`), converted to grey, resized with its aspect
+kept and padded to a square of ``size``, and written into ONE uint8 ``np.memmap``
+(``images.u8``, shape (n, size, size)) with an ``index.csv`` (image, split, row,
+width, height, box). A trainer then reads rows straight from the page cache.
+
+Padding: the letterbox is filled with the mean of the resized image's border pixels
+(edge-mean). A constant near the local sea colour adds no strong edge (black padding
+does, and a network learns the letterbox) and copies no fluke structure into the
+margin (reflect padding mirrors the fluke tips, faking edge detail — exactly what
+identification looks at — and interacts badly with "flip = new individual").
+
+The folder is named by a hash of the inputs (paths, file sizes and mtimes, the box
+file's bytes, every setting), so a changed setting rebuilds and an unchanged one is
+reused. It is built in a temporary folder and renamed into place, so a crash never
+leaves a half-built cache that looks finished. Corrupt images are skipped and counted
+(an error under ``strict``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ..io import write_csv, write_json
+from .boxes import Boxes, crop_image, read_boxes
+from .images import CorruptImage, read_gray, read_rgb
+
+CACHE_VERSION = 1
+PAD = "edge-mean"
+
+
+@contextmanager
+def _bar(enabled: bool, description: str, total: int):
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+def parallel_map(fn: Callable, items: Iterable, *, workers: int = 2, progress: bool = False,
+                 description: str = "") -> Iterator:
+    """``map(fn, items)`` on a thread pool (decoders release the GIL), in order, with a bar."""
+    items = list(items)
+    if not items:
+        return
+    with _bar(progress, description, len(items)) as advance:
+        if workers <= 1:
+            for it in items:
+                yield fn(it)
+                advance()
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for res in pool.map(fn, items):
+                yield res
+                advance()
+
+
+def letterbox(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the longer side is ``size`` (aspect kept) and pad to a square (edge-mean)."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(img, (nw, nh), interpolation=interp)
+    if small.ndim == 2 and img.ndim == 3:
+        small = small[:, :, None]
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]], axis=0)
+    fill = border.reshape(-1, *small.shape[2:]).mean(axis=0)
+    out = np.empty((size, size) + small.shape[2:], dtype=np.uint8)
+    out[...] = np.round(fill).astype(np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top:top + nh, left:left + nw] = small
+    return out
+
+
+def load_image(path: str | Path, image: str, *, size: int, boxes: Boxes | None = None,
+               box_margin: float = 0.05, grayscale: bool = True):
+    """Decode, crop, grey, letterbox one image: (pixels, width, height, box status, problem)."""
+    img = read_gray(path) if grayscale else read_rgb(path)
+    h, w = img.shape[:2]
+    crop, status, problem = crop_image(img, image, boxes, box_margin)
+    return letterbox(crop, size), w, h, status, problem
+
+
+@dataclass
+class Cache:
+    """An opened cache folder."""
+
+    dir: Path
+    images: np.ndarray   # uint8 memmap (n, size, size) or (n, size, size, 3)
+    index: pd.DataFrame  # image, split, row, path, width, height, box
+    meta: dict
+
+    @property
+    def size(self) -> int:
+        return int(self.meta["size"])
+
+
+def cache_key(items: pd.DataFrame, *, size: int, boxes_digest: str | None, box_margin: float,
+              grayscale: bool) -> str:
+    """Hash of everything the cached pixels depend on."""
+    h = hashlib.sha256()
+    settings = {"version": CACHE_VERSION, "size": int(size), "boxes": boxes_digest,
+                "margin": float(box_margin) if boxes_digest else None,
+                "grayscale": bool(grayscale), "pad": PAD}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for split, image, path in zip(items["split"], items["image"], items["path"]):
+        try:
+            st = os.stat(path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{split}\0{image}\0{path}\0{stamp}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def build_cache(items: pd.DataFrame, root: str | Path, *, size: int, boxes: str | Path | None = None,
+                box_margin: float = 0.05, grayscale: bool = True, strict: bool = False,
+                workers: int = 2, progress: bool = False, keep: int = 2) -> Cache:
+    """Open the cache for ``items`` (image, split, path) under ``root``, building it if needed.
+
+    ``keep`` caches (the newest) are kept in ``root``; older ones are deleted, since at
+    full HWI scale one cache is gigabytes.
+    """
+    root = Path(root)
+    box_table = read_boxes(boxes) if boxes else None
+    key = cache_key(items, size=size, boxes_digest=box_table.digest if box_table else None,
+                    box_margin=box_margin, grayscale=grayscale)
+    final = root / key
+    if (final / "meta.json").is_file():
+        os.utime(final / "meta.json")  # most recently used: pruning keeps it
+        return open_cache(final)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _build(items.reset_index(drop=True), tmp, size=size, key=key, boxes=box_table,
+               box_margin=box_margin, grayscale=grayscale, strict=strict, workers=workers,
+               progress=progress)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "meta.json").is_file():  # lost a race to an equal build: use theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _prune(root, keep=max(1, keep), current=key)
+    return open_cache(final)
+
+
+def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, grayscale, strict,
+           workers, progress) -> None:
+    n = len(items)
+    shape = (n, size, size) if grayscale else (n, size, size, 3)
+    # A raw file (no .npy header): its shape lives in meta.json.
+    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=shape) if n else None
+    records = items[["image", "split", "path"]].to_dict("records")
+
+    def work(i: int):
+        rec = records[i]
+        try:
+            return load_image(rec["path"], rec["image"], size=size, boxes=boxes,
+                              box_margin=box_margin, grayscale=grayscale)
+        except CorruptImage as exc:
+            if strict:
+                raise
+            return exc
+
+    meta_rows, skipped, problems = [], [], []
+    counts = {"box": 0, "clamped": 0, "missing": 0, "invalid": 0, "none": 0}
+    ok = np.zeros(n, dtype=bool)
+    for i, res in enumerate(parallel_map(work, range(n), workers=workers, progress=progress,
+                                         description="caching images")):
+        rec = records[i]
+        if isinstance(res, CorruptImage):
+            skipped.append({"image": rec["image"], "split": rec["split"], "path": rec["path"],
+                            "reason": str(res)})
+            continue
+        pixels, w, h, status, problem = res
+        images[i] = pixels
+        ok[i] = True
+        counts[status] += 1
+        if problem:
+            problems.append(problem)
+        meta_rows.append({"image": rec["image"], "split": rec["split"], "path": rec["path"],
+                          "width": w, "height": h, "box": status})
+    n_ok = int(ok.sum())
+    if images is not None:
+        if n_ok < n:  # compact in place: kept rows move down, never over an unread row
+            for dst, src in enumerate(np.flatnonzero(ok)):
+                if dst != src:
+                    images[dst] = images[src]
+        images.flush()
+        del images
+        os.truncate(folder / "images.u8", n_ok * int(np.prod(shape[1:])))
+    else:
+        (folder / "images.u8").write_bytes(b"")
+    index = pd.DataFrame(meta_rows, columns=["image", "split", "path", "width", "height", "box"])
+    index.insert(2, "row", np.arange(len(index), dtype=np.int64))
+    write_csv(folder / "index.csv", index)
+    write_csv(folder / "skipped.csv", pd.DataFrame(skipped, columns=["image", "split", "path", "reason"]))
+    if boxes is not None:
+        problems = boxes.problems + problems
+    write_csv(folder / "box_problems.csv", pd.DataFrame(problems, columns=["image", "row", "message"]))
+    write_json(folder / "meta.json", {
+        "key": key, "version": CACHE_VERSION, "n": n_ok, "size": size, "channels": 1 if grayscale else 3,
+        "grayscale": grayscale, "pad": PAD, "box_margin": box_margin,
+        "boxes_file": boxes.file if boxes else None, "boxes": counts, "box_problems": len(problems),
+        "skipped": len(skipped)})
+
+
+def open_cache(folder: str | Path) -> Cache:
+    """Open a finished cache folder read-only."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    index = pd.read_csv(folder / "index.csv", dtype={"image": str, "split": str, "path": str,
+                                                     "box": str}, keep_default_na=False)
+    s, c = int(meta["size"]), int(meta["channels"])
+    shape = (int(meta["n"]), s, s) if c == 1 else (int(meta["n"]), s, s, c)
+    if meta["n"]:
+        images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
+    else:
+        images = np.zeros(shape, dtype=np.uint8)
+    return Cache(folder, images, index, meta)
+
+
+def _prune(root: Path, keep: int, current: str) -> None:
+    caches = [p for p in root.iterdir() if p.is_dir() and len(p.name) == 16 and (p / "meta.json").is_file()]
+    caches.sort(key=lambda p: (p.name == current, (p / "meta.json").stat().st_mtime), reverse=True)
+    for old in caches[keep:]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,300 @@
+"""Synthetic humpback flukes in the Kaggle HWI layout, so the pipeline runs anywhere.
+
+Each individual is a procedural fluke: two lobes, a notch, a jagged trailing edge
+(teeth, ripples, bites, a clipped tip) and a pigment pattern (thresholded blobs with
+partial left/right symmetry, spots, scars) — identity lives only in that edge and
+that pigment. Each photo is a random view: pose (rotation, scale, yaw, shear,
+perspective), a sea background (gradient, waves, glints, sometimes a horizon),
+light (exposure, gamma, a ramp), colour cast, foam at the stem and spray, blur,
+noise, sometimes greyscale, and a random JPEG quality. Shots per individual follow a
+capped Zipf law as in HWI; ``new_whale`` marks train photos of individuals seen once
+and test photos of individuals absent from train (``answers.csv``).
+
+Every random draw comes from numpy generators seeded by (seed, role, index), and
+Pillow's JPEG encoder is deterministic: the same arguments give the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..errors import DataError
+from ..io import write_csv, write_text
+from ..labels import NEW_WHALE
+
+ZIPF_A = 1.9            # shots per known individual ~ Zipf(1.9): 57% one photo, a few dozens
+MAX_SHOTS = 30          # cap on train photos of one individual
+TRAIN_NEW_WHALE = 0.25  # share of train photos labelled new_whale
+TEST_PER_SHOT = 0.3     # Poisson mean of test photos per train photo of a known individual
+TEST_NEW_WHALE = 0.28   # share of test photos showing individuals absent from train
+U_RANGE, V_RANGE = (-1.15, 1.15), (-0.55, 0.75)  # canonical frame; the span is u in [-1, 1]
+
+
+def _individual(rng: np.random.Generator) -> dict:
+    """Resolution-independent parameters of one fluke (its identity)."""
+    n_blobs = int(rng.integers(6, 14))
+    blobs = np.column_stack([rng.uniform(-0.9, 0.9, n_blobs), rng.uniform(-0.15, 0.25, n_blobs),
+                             rng.uniform(0.05, 0.25, n_blobs), rng.normal(0, 1, n_blobs)])
+    mirror = blobs[rng.random(n_blobs) < 0.6].copy()  # flukes are roughly, never exactly, symmetric
+    mirror[:, 0] = -mirror[:, 0] + rng.normal(0, 0.06, len(mirror))
+    mirror[:, 1] += rng.normal(0, 0.03, len(mirror))
+    n_teeth, n_ripple, n_spots, n_scars = (int(rng.integers(*r)) for r in ((8, 22), (3, 7), (4, 40), (0, 6)))
+    return dict(
+        lift=rng.uniform(0.12, 0.35, 2), power=rng.uniform(1.3, 2.3, 2), sweep=rng.uniform(-0.05, 0.08),
+        notch=(rng.uniform(0.05, 0.14), rng.uniform(0.025, 0.07)),
+        chord=(rng.uniform(0.32, 0.46), rng.uniform(1.5, 2.6), rng.uniform(0.45, 0.8)),
+        stem=(rng.uniform(0.11, 0.17), rng.uniform(0.45, 0.65)),
+        teeth=np.column_stack([rng.uniform(-1, 1, n_teeth), rng.uniform(0.01, 0.06, n_teeth),
+                               rng.uniform(0.01, 0.05, n_teeth) * rng.choice([-1, 1], n_teeth)]),
+        ripple=np.column_stack([rng.uniform(12, 45, n_ripple), rng.uniform(0.002, 0.01, n_ripple),
+                                rng.uniform(0, 2 * np.pi, n_ripple)]),
+        bites=np.column_stack([rng.uniform(-0.9, 0.9, 3), rng.uniform(0.03, 0.09, 3),
+                               rng.uniform(0.03, 0.1, 3)])[: int(rng.integers(0, 4))],
+        clip=(rng.choice([-1, 1]) * rng.uniform(0.82, 0.95)) if rng.random() < 0.25 else 0.0,
+        blobs=np.vstack([blobs, mirror]), white=rng.beta(1.3, 1.3), border=rng.uniform(0.01, 0.04),
+        dark=rng.uniform(0.04, 0.14), light=rng.uniform(0.72, 0.95),
+        spots=np.column_stack([rng.uniform(-0.9, 0.9, n_spots), rng.uniform(-0.1, 0.3, n_spots),
+                               rng.uniform(0.006, 0.025, n_spots), rng.random(n_spots) < 0.5]),
+        scars=[(rng.uniform(-0.9, 0.9, 3), rng.uniform(-0.15, 0.3, 3), rng.uniform(0.004, 0.012))
+               for _ in range(n_scars)],
+    )
+
+
+def _trailing_edge(ind: dict, u: np.ndarray, jagged: bool = True) -> np.ndarray:
+    """v of the trailing (upper) edge at u: lifted tips, central notch, and the jags."""
+    side = (u > 0).astype(int)
+    au = np.minimum(np.abs(u), 1.0)
+    v = -ind["lift"][side] * au ** ind["power"][side] - ind["sweep"] * np.sin(np.pi * au)
+    v += ind["notch"][0] * np.exp(-(u / ind["notch"][1]) ** 2)
+    if not jagged:
+        return v
+    for c, w, a in ind["teeth"]:
+        v -= a * np.clip(1 - np.abs(u - c) / w, 0, None)
+    for f, a, p in ind["ripple"]:
+        v += a * np.sin(f * u + p)
+    for c, w, d in ind["bites"]:
+        v += d * np.sqrt(np.clip(1 - ((u - c) / w) ** 2, 0, None))
+    return v
+
+
+def _texture(ind: dict, width: int) -> np.ndarray:
+    """Render one fluke on the canonical canvas: float32 (Hc, Wc, 2) = grey level, alpha."""
+    wc = int(round(width * 1.1))
+    hc = int(round(wc * (V_RANGE[1] - V_RANGE[0]) / (U_RANGE[1] - U_RANGE[0])))
+    ppu = wc / (U_RANGE[1] - U_RANGE[0])
+    u = np.linspace(*U_RANGE, wc, dtype=np.float32)
+    v = np.linspace(*V_RANGE, hc, dtype=np.float32)[:, None]
+    top = _trailing_edge(ind, u)
+    chord, q, r = ind["chord"]
+    smooth = _trailing_edge(ind, u, jagged=False)
+    bottom = smooth + chord * np.clip(1 - np.minimum(np.abs(u), 1) ** q, 0, None) ** r
+    bottom[np.abs(u) > 1] = -9.0
+    if ind["clip"]:
+        bottom[u * np.sign(ind["clip"]) > abs(ind["clip"])] = -9.0
+    sw, sb = ind["stem"]
+    au = np.abs(u)
+    flare = np.clip((sw - au) / (sw * (1 - sb)), 0, 1) ** 0.5
+    stem = smooth[wc // 2] + chord + (V_RANGE[1] - smooth[wc // 2] - chord) * flare
+    bottom = np.maximum(bottom, np.where(au < sw, stem, -9.0))
+    alpha = np.clip((v - top) * ppu + 0.5, 0, 1) * np.clip((bottom - v) * ppu + 0.5, 0, 1)
+    alpha *= np.clip((0.55 - v) / 0.25, 0, 1)  # the stem fades into the water
+    field = np.zeros_like(alpha)
+    for bu, bv, s, w in ind["blobs"]:
+        field += w * np.exp(-((u - bu) ** 2 + (v - bv) ** 2) / (2 * s * s))
+    inside = field[alpha > 0.5]
+    thr = np.quantile(inside, 1 - ind["white"]) if inside.size else 0.0
+    pig = 1 / (1 + np.exp(-(field - thr) / (0.08 * (inside.std() if inside.size else 1) + 1e-6)))
+    pig *= np.clip((v - top - ind["border"]) / ind["border"], 0, 1)  # dark trailing-edge margin
+    pig *= np.clip((smooth[wc // 2] + chord + 0.1 - v) / 0.15, 0.25, 1)  # a greyer stem
+    pig = pig.astype(np.float32)
+
+    def px(uu, vv):
+        return np.stack([(uu - U_RANGE[0]) * ppu, (vv - V_RANGE[0]) * ppu], -1)
+
+    for su, sv, sr, white in ind["spots"]:
+        x, y = px(su, sv)
+        cv2.circle(pig, (int(x), int(y)), max(1, int(sr * ppu)), float(white), -1, cv2.LINE_AA)
+    for cu, cv_, th in ind["scars"]:
+        t = np.linspace(0, 1, 12)[:, None]
+        curve = (1 - t) ** 2 * px(cu[0], cv_[0]) + 2 * t * (1 - t) * px(cu[1], cv_[1]) + t ** 2 * px(cu[2], cv_[2])
+        cv2.polylines(pig, [curve.astype(np.int32)], False, 1.0, max(1, int(round(th * ppu))), cv2.LINE_AA)
+    grey = ind["dark"] + (ind["light"] - ind["dark"]) * np.clip(pig, 0, 1)
+    return np.dstack([grey, alpha]).astype(np.float32)
+
+
+def _sea(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """Sea background: vertical gradient, wave streaks, fine chop, glints, maybe sky."""
+    deep = (np.array([0.08, 0.18, 0.26]) * rng.uniform(0.6, 1.5) + rng.normal(0, 0.04, 3)).astype(np.float32)
+    top = deep * np.float32(rng.uniform(1.1, 1.9))
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    img = top * (1 - t) + deep * t
+    waves = cv2.resize(rng.normal(0, 1, (h // 4 + 2, w // 14 + 2)).astype(np.float32), (w, h),
+                       interpolation=cv2.INTER_CUBIC)
+    chop = cv2.resize(rng.normal(0, 1, (h // 2, w // 3)).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_LINEAR)
+    img = img + (np.float32(rng.uniform(0.02, 0.09)) * waves + np.float32(rng.uniform(0.005, 0.03)) * chop)[..., None]
+    if rng.random() < 0.35:
+        yh = int(rng.uniform(0.03, 0.3) * h)
+        sky = np.array([0.6, 0.68, 0.78]) * rng.uniform(0.7, 1.2) + rng.normal(0, 0.05, 3)
+        img[:yh] = sky * np.linspace(0.9, 1.05, yh)[:, None, None]
+    glint = np.zeros((h, w), np.float32)
+    for x, y in zip(rng.integers(0, w, 30), rng.integers(0, h, 30)):
+        cv2.circle(glint, (int(x), int(y)), 0, float(rng.uniform(0.2, 0.7)), -1)
+    return img + cv2.GaussianBlur(glint, (0, 0), 0.7)[..., None]
+
+
+def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int) -> bytes:
+    """One random view of an individual, as JPEG bytes."""
+    ppu = tex.shape[1] / (U_RANGE[1] - U_RANGE[0])
+    centre_c = np.array([-U_RANGE[0], 0.05 - V_RANGE[0]]) * ppu
+    s = rng.uniform(0.65, 0.95) * w / (2 * ppu)
+    th = np.deg2rad(rng.uniform(-14, 14))
+    centre = np.array([w / 2 + rng.normal(0, 0.05 * w), h * rng.uniform(0.38, 0.55)])
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    lin = rot @ np.array([[1, rng.normal(0, 0.08)], [0, 1]]) @ np.diag([s * rng.uniform(0.75, 1.0), s])
+    hc, wc = tex.shape[:2]
+    src = np.float32([[0, 0], [wc, 0], [wc, hc], [0, hc]])
+    dst = (src - centre_c) @ lin.T + centre + rng.normal(0, 0.03 * w, (4, 2))
+    homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    warped = cv2.warpPerspective(tex, homography, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    grey, alpha = warped[..., 0], warped[..., 1:]
+    ramp = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * np.float32(rng.uniform(-0.2, 0.2))
+    grey = np.clip(grey * np.float32(rng.uniform(0.65, 1.3)) + ramp, 0, 1) ** np.float32(rng.uniform(0.75, 1.4))
+    tint = (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
+    fluke = grey[..., None] * tint + (rng.uniform(0, 0.06) * np.array([0.3, 0.6, 1])).astype(np.float32)
+    img = _sea(rng, w, h) * (1 - alpha) + fluke * alpha
+
+    spray = np.zeros((h, w), np.float32)
+    base = cv2.perspectiveTransform(np.float32([[centre_c + [0, 0.4 * ppu]]]), homography)[0, 0]
+    for _ in range(int(rng.integers(10, 50))):  # foam where the stem meets the water
+        x, y = base + rng.normal(0, [0.1 * w, 0.025 * h])
+        r = rng.uniform(0.005, 0.04) * w
+        cv2.ellipse(spray, (int(x), int(y)), (int(r) + 1, int(r * rng.uniform(0.3, 0.7)) + 1), 0, 0, 360,
+                    float(rng.uniform(0.3, 0.9)), -1)
+    if rng.random() < 0.45:  # water running off the trailing edge
+        uu = rng.uniform(-0.9, 0.9, int(rng.integers(3, 15)))
+        pts = np.stack([uu - U_RANGE[0], _trailing_edge(ind, uu) + 0.05 - V_RANGE[0]], -1) * ppu
+        for x, y in cv2.perspectiveTransform(pts[None].astype(np.float32), homography)[0]:
+            cv2.line(spray, (int(x), int(y)), (int(x + rng.normal(0, 2)), int(y + rng.uniform(0.05, 0.4) * h)),
+                     float(rng.uniform(0.2, 0.6)), 1, cv2.LINE_AA)
+    if rng.random() < 0.25:  # a burst of spray hiding part of a lobe
+        cx, cy = centre + rng.normal(0, [0.25 * w, 0.1 * h])
+        for _ in range(int(rng.integers(3, 10))):
+            x, y = (cx, cy) + rng.normal(0, 0.05 * w, 2)
+            cv2.circle(spray, (int(x), int(y)), int(rng.uniform(0.02, 0.07) * w), float(rng.uniform(0.4, 0.8)), -1)
+    spray = cv2.GaussianBlur(spray, (0, 0), max(1.0, 0.01 * w))[..., None].clip(0, 1)
+    img = img * (1 - spray) + spray * np.float32(rng.uniform(0.8, 1.0))
+
+    cast = ((1 + rng.normal(0, 0.07, 3)) * rng.uniform(0.8, 1.2)).astype(np.float32)
+    img = np.clip(img * cast, 0, 1) ** np.float32(rng.uniform(0.8, 1.25))
+    sigma = rng.uniform(0, 1.2) * w / 192
+    if sigma > 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    if rng.random() < 0.15:
+        k = np.zeros((7, 7), np.float32)
+        cv2.line(k, (3 - 3, 3), (3 + 3, 3), 1.0)
+        k = cv2.warpAffine(k, cv2.getRotationMatrix2D((3, 3), float(rng.uniform(0, 180)), 1), (7, 7))
+        img = cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
+    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 0.03))
+    if rng.random() < 0.15:
+        img = np.repeat(cv2.cvtColor(np.clip(img, 0, 1), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
+        buf, "JPEG", quality=int(rng.integers(55, 96)))
+    return buf.getvalue()
+
+
+def _plan(rng: np.random.Generator, individuals: int) -> list[tuple[int, str, str]]:
+    """(individual index, split, true label) per photo; unseen individuals get new_whale."""
+    ids = _unique_hex(rng, individuals, 7)
+    train_n = np.minimum(rng.zipf(ZIPF_A, individuals), MAX_SHOTS)
+    test_n = rng.poisson(TEST_PER_SHOT * train_n)
+    photos = [(i, "train", ids[i]) for i in range(individuals) for _ in range(train_n[i])]
+    photos += [(i, "test", ids[i]) for i in range(individuals) for _ in range(test_n[i])]
+    n_new_train = int(round(TRAIN_NEW_WHALE / (1 - TRAIN_NEW_WHALE) * train_n.sum()))
+    photos += [(individuals + j, "train", NEW_WHALE) for j in range(n_new_train)]
+    n_unseen = int(round(TEST_NEW_WHALE / (1 - TEST_NEW_WHALE) * test_n.sum()))
+    again = rng.random(n_unseen) < 0.2  # some train new_whale individuals are photographed again
+    nxt = individuals + n_new_train
+    for j in range(n_unseen):
+        who = individuals + int(rng.integers(n_new_train)) if again[j] and n_new_train else nxt + j
+        photos.append((who, "test", NEW_WHALE))
+    return photos
+
+
+def _unique_hex(rng: np.random.Generator, n: int, digits: int) -> list[str]:
+    out: dict[str, None] = {}
+    while len(out) < n:
+        for x in rng.integers(0, 16 ** digits, n - len(out)):
+            out.setdefault(f"{int(x):0{digits}x}", None)
+    return [("w_" if digits == 7 else "") + s for s in out]
+
+
+def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int = 0, width: int = 192,
+                       height: int = 128, progress: bool = False) -> dict:
+    """Write a synthetic HWI-layout data set into ``out_dir`` and return its counts.
+
+    ``individuals`` is the number of labelled (known) individuals; new_whale photos
+    and unseen test individuals come on top in HWI-like proportions. A folder that
+    already holds a set made here (``synthetic.json``) is replaced; any other
+    non-empty ``train/`` or ``test/`` is refused rather than mixed with.
+    """
+    if individuals < 1 or width < 32 or height < 32:
+        raise DataError(f"cannot generate {individuals} individuals at {width}x{height}.",
+                        fix="use at least 1 individual and images of at least 32x32 pixels.")
+    start = time.perf_counter()
+    out = Path(out_dir)
+    marker = out / "synthetic.json"
+    for split in ("train", "test"):
+        folder = out / split
+        if folder.is_dir() and any(folder.iterdir()):
+            if not marker.is_file():
+                raise DataError("folder already holds images not made by the synthetic generator.",
+                                file=folder, fix="pick an empty output folder.")
+            for old in folder.glob("*.jpg"):
+                old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 0])
+    plan = _plan(rng, individuals)
+    names = [n + ".jpg" for n in _unique_hex(rng, len(plan), 8)]
+    order = sorted(range(len(plan)), key=lambda k: plan[k][0])
+    cache: dict[int, tuple[dict, np.ndarray]] = {}
+    steps = order
+    if progress:
+        from rich.progress import track
+
+        steps = track(order, description="synthetic flukes")
+    for k in steps:
+        who, split, _ = plan[k]
+        if who not in cache:
+            cache.clear()
+            ind = _individual(np.random.default_rng([seed, 1, who]))
+            cache[who] = (ind, _texture(ind, width))
+        ind, tex = cache[who]
+        (out / split / names[k]).write_bytes(_photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height))
+
+    rows = pd.DataFrame({"Image": names, "Id": [p[2] for p in plan], "split": [p[1] for p in plan]})
+    train = rows[rows.split == "train"][["Image", "Id"]].sort_values("Image")
+    answers = rows[rows.split == "test"][["Image", "Id"]].sort_values("Image")
+    known = train[train.Id != NEW_WHALE].Id.value_counts()
+    top4 = sorted(known.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
+    placeholder = " ".join([NEW_WHALE] + [k for k, _ in top4])
+    summary = {
+        "individuals": individuals, "seed": seed, "width": width, "height": height,
+        "train_images": len(train), "train_new_whale": int((train.Id == NEW_WHALE).sum()),
+        "train_individuals": int(len(known)), "max_shots": int(known.max()),
+        "singletons": int((known == 1).sum()),
+        "test_images": len(answers), "test_new_whale": int((answers.Id == NEW_WHALE).sum()),
+    }
+    write_csv(out / "answers.csv", answers)
+    write_csv(out / "sample_submission.csv", answers.assign(Id=placeholder))
+    write_text(marker, json.dumps(summary, indent=2) + "\n")
+    write_csv(out / "train.csv", train)
+    return {**summary, "out_dir": str(out), "seconds": round(time.perf_counter() - start, 3)}

@@ -1,0 +1,160 @@
+"""What every model family shares: data roles, class lists, batched embedding, scoring.
+
+Roles come from the prepared split: ``train`` images are what a model learns from and
+the gallery for validation; ``val`` images (known individuals plus new_whale, in the
+test prior) are the validation queries; for the test set the gallery is train + val.
+"""
+from __future__ import annotations
+
+import abc
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig
+from ..engine.device import autocast, resolve_device, to_device_images
+from ..engine.trainer import ModelTask
+from ..inference import ClassScores
+from ..inference.topk import truth_indices, tune_threshold
+from ..labels import NEW_WHALE
+
+
+@dataclass
+class Split:
+    """Rows (into the prepared image cache) and labels of one role."""
+
+    rows: np.ndarray
+    images: np.ndarray
+    ids: np.ndarray
+
+
+class FamilyTask(ModelTask):
+    """Shared plumbing; subclasses build the model and write the loss and scoring."""
+
+    def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *, quiet: bool = True):
+        from ..data.dataset import CachedImages
+        from ..registry import AUGMENTATIONS
+
+        self.cfg = model_cfg
+        self.name = model_cfg.name
+        self.prepared = prepared
+        self.train_cfg = train_cfg
+        self.predict_cfg = predict_cfg
+        self.quiet = quiet
+        self.device = resolve_device(train_cfg.device)
+        index = prepared.index
+        self.splits = {role: self._split(index, role) for role in ("train", "val", "test")}
+        if train_cfg.max_train_images:
+            s = self.splits["train"]
+            keep = np.sort(np.random.default_rng(train_cfg.seed).permutation(len(s.rows))[: train_cfg.max_train_images])
+            self.splits["train"] = Split(s.rows[keep], s.images[keep], s.ids[keep])
+        train_ids = self.splits["train"].ids
+        if len(train_ids) == 0:
+            raise ValueError("the split left no training images; check the data and prepare.val_fraction")
+        self.classes = np.array(sorted(set(train_ids)))
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.train_labels = np.array([self.class_index[c] for c in train_ids], dtype=np.int64)
+        self.augment = AUGMENTATIONS.build(model_cfg.augment)
+        self.images_train = CachedImages(prepared.images, augment=self.augment)
+        self.images_eval = CachedImages(prepared.images, augment=None)
+        self.size = model_cfg.stages[0].size
+        self.val_threshold: float | None = None
+
+    @staticmethod
+    def _split(index, role: str) -> Split:
+        part = index[index["role"] == role]
+        return Split(part["row"].to_numpy(np.int64), part["image"].to_numpy(str), part["id"].fillna("").to_numpy(str))
+
+    # ------------------------------------------------------------------ stages
+    def setup_stage(self, stage: StageConfig, *, fresh: bool) -> None:
+        self.size = stage.size
+        self.set_dropout(stage.dropout)
+        if fresh:
+            for group in self.optimizer.param_groups:
+                if group.get("role", "model") == "model":
+                    group["lr"] = stage.lr
+                    group["weight_decay"] = stage.weight_decay
+            self.on_new_stage(stage)
+
+    def on_new_stage(self, stage: StageConfig) -> None:
+        """Hook for a family to reset schedules at a stage boundary."""
+
+    def set_dropout(self, p: float) -> None:
+        for m in self.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = p
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ helpers
+    @abc.abstractmethod
+    def modules(self):
+        """All trainable modules (for dropout and mode switches)."""
+
+    @torch.inference_mode()
+    def embed(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray, *, flip: bool, batch_size: int = 128) -> np.ndarray:
+        """Apply ``fn`` (images → vectors) to cached images in batches, eval mode."""
+        out = []
+        flips = np.full(len(rows), flip)
+        for start in range(0, len(rows), batch_size):
+            sl = slice(start, start + batch_size)
+            x = to_device_images(self.images_eval.batch(rows[sl], flips[sl], self.size), self.device)
+            with autocast(self.device):
+                out.append(fn(x).float().cpu())
+        if not out:
+            return np.zeros((0, 0), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def labelled_gallery(self, roles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, class indices and class names of known-individual images in ``roles``."""
+        rows, ids = [], []
+        for role in roles:
+            s = self.splits[role]
+            known = s.ids != NEW_WHALE
+            rows.append(s.rows[known])
+            ids.append(s.ids[known])
+        rows_a, ids_a = np.concatenate(rows), np.concatenate(ids)
+        classes = np.array(sorted(set(ids_a)))
+        col = {c: i for i, c in enumerate(classes)}
+        return rows_a, np.array([col[c] for c in ids_a], dtype=np.int64), classes
+
+    def class_scores(self, split: str) -> ClassScores:
+        """Scores of ``split`` queries ('val' or 'test') against the matching gallery."""
+        roles = ("train",) if split == "val" else ("train", "val")
+        g_rows, g_labels, classes = self.labelled_gallery(roles)
+        q = self.splits[split]
+        scores = self.score_queries(q.rows, g_rows, g_labels, len(classes))
+        truth = q.ids if split == "val" else None
+        return ClassScores(scores.astype(np.float32), q.images, classes, truth)
+
+    @abc.abstractmethod
+    def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
+        """Query × class scores (higher = more likely that individual)."""
+
+    def evaluate(self) -> float:
+        cs = self.class_scores("val")
+        if len(cs.images) == 0:
+            return 0.0
+        self.val_threshold, value = tune_threshold(cs.scores, truth_indices(cs.truth, cs.classes))
+        return value
+
+    def export(self, out_dir: str | Path) -> dict[str, Any]:
+        """Write what the ensemble needs: class scores for val and test (and embeddings)."""
+        out_dir = Path(out_dir)
+        val = self.class_scores("val")
+        test = self.class_scores("test")
+        val.save(out_dir / "scores_val.npz")
+        test.save(out_dir / "scores_test.npz")
+        thr, value = (None, 0.0)
+        if len(val.images):
+            thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
+        self.export_embeddings(out_dir)
+        return {"val_map5": value, "threshold": thr}
+
+    def export_embeddings(self, out_dir: Path) -> None:
+        """Embeddings of every image for the classifier on embeddings (approach 3)."""

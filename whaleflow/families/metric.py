@@ -1,0 +1,125 @@
+"""Approach 2: metric learning with margin loss and distance-weighted sampling.
+
+Embeddings are unit vectors; each known individual is the (re-normalised) mean of
+its gallery embeddings, and a query's class scores are dot products with those
+centroids. A horizontally flipped fluke is trained as a different individual, so at
+test time a flipped query is compared with flipped centroids (flip TTA).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..engine.device import autocast, prepare_model, to_device_images
+from ..inference import centroid_scores, class_centroids
+from ..io import save_npz
+from ..models.backbones import build_backbone
+from ..models.embedding import EmbeddingNet
+from ..registry import FAMILIES, LOSSES
+from .base import FamilyTask
+
+
+class MetricTask(FamilyTask):
+    def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
+        super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
+        from ..data.samplers import PKSampler
+
+        cfg = model_cfg
+        stage = cfg.stages[0]
+        backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        self.model = prepare_model(EmbeddingNet(backbone, cfg.embedding_dim, stage.dropout), self.device)
+        n_classes = len(self.classes) * (2 if cfg.flip_new_class else 1)
+        self.loss = LOSSES.build("margin", num_classes=n_classes, cfg=cfg.margin).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.model.parameters(), "lr": stage.lr, "weight_decay": stage.weight_decay, "role": "model"},
+                {"params": list(self.loss.beta_parameters()), "lr": cfg.margin.beta_lr, "weight_decay": 0.0, "role": "beta"},
+            ]
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+        self.sampler = PKSampler(
+            self.train_labels, p=cfg.p_individuals, k=cfg.k_images, flip_new_class=cfg.flip_new_class, seed=train_cfg.seed
+        )
+
+    def modules(self):
+        return self.model.modules()
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.model.train()
+        rows = self.splits["train"].rows
+        total, batches = 0.0, 0
+        for pos, flips, vlabels in self.sampler.epoch(epoch):
+            x = to_device_images(self.images_train.batch(rows[pos], flips, self.size), self.device)
+            y = torch.as_tensor(vlabels, device=self.device)
+            with autocast(self.device):
+                emb = self.model(x)
+            loss = self.loss(emb.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+        return {"loss": total / max(batches, 1)}
+
+    def end_epoch(self, epoch, val_map5):
+        self.scheduler.step()
+
+    def _embed(self, rows: np.ndarray, flip: bool) -> np.ndarray:
+        self.model.eval()
+        return self.embed(self.model, rows, flip=flip)
+
+    def score_queries(self, q_rows, g_rows, g_labels, num_classes):
+        cent = class_centroids(self._embed(g_rows, False), g_labels, num_classes)
+        scores = centroid_scores(self._embed(q_rows, False), cent)
+        if self.predict_cfg.flip_tta:
+            # flipped query vs flipped centroids: with flips trained as new
+            # individuals, only this pairing is the same individual again.
+            cent_f = class_centroids(self._embed(g_rows, True), g_labels, num_classes)
+            scores = 0.5 * (scores + centroid_scores(self._embed(q_rows, True), cent_f))
+        return scores
+
+    def export_embeddings(self, out_dir: Path) -> None:
+        idx = self.prepared.index
+        idx = idx[idx["role"].isin(["train", "val", "test"])]
+        rows = idx["row"].to_numpy(np.int64)
+        emb = self._embed(rows, False)
+        if self.predict_cfg.flip_tta:
+            emb = np.concatenate([emb, self._embed(rows, True)], axis=1)
+        save_npz(
+            out_dir / "embeddings.npz",
+            embeddings=emb.astype(np.float32),
+            images=idx["image"].to_numpy(str),
+            roles=idx["role"].to_numpy(str),
+            ids=idx["id"].fillna("").to_numpy(str),
+        )
+
+    def state_dict(self):
+        return {
+            "model": self.model.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "size": self.size,
+        }
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.size = state["size"]
+
+    def model_state(self):
+        return {"model": self.model.state_dict(), "loss": self.loss.state_dict()}
+
+    def load_model_state(self, state):
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+
+
+@FAMILIES.register("metric")
+def build_metric_task(**kwargs) -> MetricTask:
+    return MetricTask(**kwargs)

@@ -1,0 +1,126 @@
+"""The whole job on one machine without Ray: data → prepare → train each model → ensemble.
+
+``ray_jobs.pipeline`` runs the same steps with trials on a Ray cluster; both end in
+:func:`finalize`, which scores the submission against ``answers.csv`` when the data
+folder has one (synthetic sets do) and writes ``summary.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .config import Config, dump_config
+from .io import write_json
+from .labels import NEW_WHALE
+
+
+def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
+    """With no ``data.root``, generate the embedded synthetic set into the run folder."""
+    if cfg.data.root:
+        return cfg
+    from .data.synthetic import generate_synthetic
+
+    syn = cfg.data.synthetic
+    root = Path(cfg.output.dir) / f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+    if not (root / "train.csv").exists():
+        if progress and not cfg.output.quiet:
+            print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}) in {root}")
+        generate_synthetic(root, individuals=syn.individuals, seed=syn.seed, width=syn.image_width, height=syn.image_height)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
+
+
+def start_run(cfg: Config, *, progress: bool = True) -> Config:
+    """Create the run folder, resolve the data root, and save the resolved config."""
+    run_dir = Path(cfg.output.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = resolve_data(cfg, progress=progress)
+    dump_config(cfg, run_dir / "config.yaml")
+    return cfg
+
+
+def run_prepare(cfg: Config, *, progress: bool = True):
+    from .data.prepare import prepare
+
+    return prepare(cfg, Path(cfg.output.dir), progress=progress and not cfg.output.quiet)
+
+
+def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Every step in this process, models one after another."""
+    from .ensemble import run_ensemble
+    from .training import train_model
+
+    timings: dict[str, float] = {}
+    t0 = time.time()
+    cfg = start_run(cfg, progress=progress)
+    prepared = run_prepare(cfg, progress=progress)
+    timings["prepare_s"] = time.time() - t0
+    run_dir = Path(cfg.output.dir)
+    for model_cfg in cfg.models:
+        t = time.time()
+        train_model(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name, resume=resume, progress=progress)
+        timings[f"train_{model_cfg.name}_s"] = time.time() - t
+    t = time.time()
+    ensemble = run_ensemble(cfg, run_dir, progress=progress, test_duplicates=_duplicates(cfg, prepared))
+    timings["ensemble_s"] = time.time() - t
+    timings["total_s"] = time.time() - t0
+    return finalize(cfg, prepared, ensemble, timings, progress=progress)
+
+
+def _duplicates(cfg: Config, prepared) -> dict[str, list[str]] | None:
+    return getattr(prepared, "test_duplicates", None) if cfg.predict.use_duplicates else None
+
+
+def frequency_baseline(train_ids, test_images) -> dict[str, list[str]]:
+    """``new_whale`` + the four most frequent known individuals, for every test image."""
+    counts = Counter(i for i in train_ids if i != NEW_WHALE)
+    top = [NEW_WHALE] + [c for c, _ in counts.most_common(4)]
+    return {img: top for img in test_images}
+
+
+def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str, float], *, progress: bool = True) -> dict[str, Any]:
+    """Score against answers.csv when present, write summary.json, print the headline."""
+    from .metrics import map_at_k
+    from .submission import read_answers, read_submission
+
+    run_dir = Path(cfg.output.dir)
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "data_root": cfg.data.root,
+        "data": getattr(prepared, "summary", {}),
+        "models": ensemble.get("models", {}),
+        "ensemble": {k: v for k, v in ensemble.items() if k != "models"},
+        "val_map5": ensemble.get("val_map5"),
+        "timings": timings,
+    }
+    answers_path = Path(cfg.data.root) / "answers.csv"
+    if answers_path.exists():
+        truth = read_answers(answers_path)
+        pred = read_submission(run_dir / "submission.csv")
+        images = [i for i in truth if i in pred]
+        summary["test_map5"] = map_at_k([pred[i] for i in images], [truth[i] for i in images])
+        idx = prepared.index
+        base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
+        summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
+    write_json(run_dir / "summary.json", summary)
+    if progress and not cfg.output.quiet:
+        print_summary(summary)
+    return summary
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"\nrun folder: {summary['run_dir']}")
+    for name, info in summary.get("models", {}).items():
+        val = info.get("val_map5") if isinstance(info, dict) else info
+        if val is not None:
+            print(f"  {name:<28} validation MAP@5 {val:.4f}")
+    if summary.get("val_map5") is not None:
+        print(f"  {'ensemble':<28} validation MAP@5 {summary['val_map5']:.4f}")
+    if "test_map5" in summary:
+        print(f"test MAP@5 {summary['test_map5']:.4f} "
+              f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")
+    print(f"submission: {Path(summary['run_dir']) / 'submission.csv'}")
+    print(json.dumps({k: round(v, 1) for k, v in summary["timings"].items()}))
