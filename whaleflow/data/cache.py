@@ -149,6 +149,7 @@ def build_cache(items: pd.DataFrame, root: str | Path, *, size: int, boxes: str 
     final = root / key
     if (final / "meta.json").is_file():
         os.utime(final / "meta.json")  # most recently used: pruning keeps it
+        _prune(root, keep=max(1, keep), current=key)
         return open_cache(final)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{key}-{os.getpid()}"

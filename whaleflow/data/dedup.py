@@ -213,12 +213,13 @@ def find_duplicates(frame: pd.DataFrame, *, max_distance: int = 4, max_aspect_ra
     df["group_size"] = df.groupby("group")["image"].transform("size").astype(np.int64)
 
     multi = df[df["group_size"] > 1].copy()
-    kinds, conflicts, leaks, test_dups = {}, [], [], {}
+    kinds, conflicts, leaks, test_dups, mixed = {}, [], [], {}, 0
     for g, sub in multi.groupby("group", sort=True):
         splits = set(sub["split"])
         kinds[g] = "train+test" if len(splits) == 2 else next(iter(splits))
         train = sub[sub["split"] == "train"]
         known = sorted(set(train["id"]) - {new_whale})
+        mixed += int(bool(known) and (train["id"] == new_whale).any())
         if len(known) > 1:
             conflicts.append({"group": g, "ids": " ".join(known), "images": " ".join(train["image"])})
         if len(train) and (sub["split"] == "test").any():
@@ -243,6 +244,7 @@ def find_duplicates(frame: pd.DataFrame, *, max_distance: int = 4, max_aspect_ra
         "test_groups": int(sum(1 for k in kinds.values() if k == "test")),
         "train_test_groups": int(sum(1 for k in kinds.values() if k == "train+test")),
         "conflicting_groups": int(len(conflicts_df)),
+        "new_whale_with_known_groups": int(mixed),  # a new_whale photo that duplicates a labelled one
         "leaked_test_images": int(len(leaks_df)),
         "max_distance": int(max_distance),
         "unhashed": int((~ok).sum()),

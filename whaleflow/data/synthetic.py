@@ -154,14 +154,14 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
     """One random view of an individual, as JPEG bytes."""
     ppu = tex.shape[1] / (U_RANGE[1] - U_RANGE[0])
     centre_c = np.array([-U_RANGE[0], 0.05 - V_RANGE[0]]) * ppu
-    s = rng.uniform(0.65, 0.95) * w / (2 * ppu)
-    th = np.deg2rad(rng.uniform(-14, 14))
-    centre = np.array([w / 2 + rng.normal(0, 0.05 * w), h * rng.uniform(0.38, 0.55)])
+    s = rng.uniform(0.55, 1.0) * w / (2 * ppu)
+    th = np.deg2rad(rng.uniform(-20, 20))
+    centre = np.array([w * rng.uniform(0.35, 0.65), h * rng.uniform(0.33, 0.6)])
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-    lin = rot @ np.array([[1, rng.normal(0, 0.08)], [0, 1]]) @ np.diag([s * rng.uniform(0.75, 1.0), s])
+    lin = rot @ np.array([[1, rng.normal(0, 0.08)], [0, 1]]) @ np.diag([s * rng.uniform(0.7, 1.0), s])
     hc, wc = tex.shape[:2]
     src = np.float32([[0, 0], [wc, 0], [wc, hc], [0, hc]])
-    dst = (src - centre_c) @ lin.T + centre + rng.normal(0, 0.03 * w, (4, 2))
+    dst = (src - centre_c) @ lin.T + centre + rng.normal(0, 0.04 * w, (4, 2))
     homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     warped = cv2.warpPerspective(tex, homography, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     grey, alpha = warped[..., 0], warped[..., 1:]
@@ -197,12 +197,12 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
     sigma = rng.uniform(0, 1.2) * w / 192
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    if rng.random() < 0.15:
+    if rng.random() < 0.15:  # motion blur: a line kernel at a random angle
         k = np.zeros((7, 7), np.float32)
-        cv2.line(k, (3 - 3, 3), (3 + 3, 3), 1.0)
+        cv2.line(k, (0, 3), (6, 3), 1.0)
         k = cv2.warpAffine(k, cv2.getRotationMatrix2D((3, 3), float(rng.uniform(0, 180)), 1), (7, 7))
         img = cv2.filter2D(img, -1, k / max(k.sum(), 1e-6))
-    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0, 0.03))
+    img = img + (rng.random(img.shape, dtype=np.float32) - 0.5) * np.float32(rng.uniform(0, 0.1))  # sensor noise
     if rng.random() < 0.15:
         img = np.repeat(cv2.cvtColor(np.clip(img, 0, 1), cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     buf = io.BytesIO()

@@ -18,6 +18,7 @@ from ..inference import centroid_scores, class_centroids
 from ..io import save_npz
 from ..models.backbones import build_backbone
 from ..models.embedding import EmbeddingNet
+from .. import losses as _losses  # noqa: F401  (registers the losses)
 from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
 

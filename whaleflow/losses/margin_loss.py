@@ -127,6 +127,8 @@ class MarginLoss(BaseEmbeddingLoss):
             beta = self.beta[anchor_labels]
         else:
             beta = self.beta.expand(a.shape[0])
+        if embeddings.dtype not in (torch.float32, torch.float64):
+            embeddings = embeddings.float()  # bf16/fp16 distances are too coarse for a 0.2 margin
         d_ap = ((embeddings[a] - embeddings[p]).pow(2).sum(dim=1) + _DIST_EPS).sqrt()
         d_an = ((embeddings[a] - embeddings[n]).pow(2).sum(dim=1) + _DIST_EPS).sqrt()
         pos_loss = F.relu(d_ap - beta + self.margin)

@@ -65,7 +65,7 @@ def noisy_scores(scores: np.ndarray, noise: float, rng: np.random.Generator) -> 
         raise ValueError(f"noise must be ≥ 0, got {noise}")
     out = np.array(scores, dtype=np.float64, copy=True)
     if not np.isfinite(out).all():
-        raise ValueError("scores contain NaN or inf; mask nothing yourself, pass labels instead")
+        raise ValueError("scores contain NaN or inf (forbidden cells come from labels, not from inf scores)")
     if noise > 0:
         for s in range(0, out.shape[0], _ROW_BLOCK):
             blk = out[s : s + _ROW_BLOCK]

@@ -1,0 +1,125 @@
+"""Split invariants: groups move whole, val individuals keep a train image, new_whale prior, folds, seeds."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from whaleflow.data.split import check_split, roles_for_fold, split_summary, split_train, write_split
+from whaleflow.errors import ConfigError, DataError
+
+NW = "new_whale"
+
+
+def make_frame(seed=0, individuals=60, new_whales=80):
+    """Long-tailed individuals, some near-duplicate groups of 2-3, a conflict group, many new_whale."""
+    rng = np.random.default_rng(seed)
+    rows, group = [], 0
+    for k in range(individuals):
+        shots = int(min(12, rng.zipf(1.8)))
+        for s in range(shots):
+            size = 1 + int(rng.random() < 0.25) + int(rng.random() < 0.1)  # near-duplicates
+            for d in range(size):
+                rows.append((f"i{k}_{s}_{d}.jpg", f"w_{k:03d}", group))
+            group += 1
+    for k in range(new_whales):
+        size = 1 + int(rng.random() < 0.2)
+        for d in range(size):
+            rows.append((f"nw{k}_{d}.jpg", NW, group))
+        group += 1
+    # a conflict group (two known ids) and a mixed group (known id + new_whale)
+    rows += [("c1.jpg", "w_000", group), ("c2.jpg", "w_001", group)]
+    rows += [("m1.jpg", "w_002", group + 1), ("m2.jpg", NW, group + 1)]
+    return pd.DataFrame(rows, columns=["image", "id", "group"])
+
+
+@pytest.mark.parametrize("folds", [1, 3])
+def test_invariants_hold_in_every_fold(folds):
+    frame = make_frame()
+    out = split_train(frame, val_fraction=0.2, new_whale_val_fraction=0.28, folds=folds, seed=1)
+    assert check_split(out) == []
+    assert len(out) == len(frame) and set(out["role"]) <= {"train", "val", "unused"}
+    for f in range(folds):
+        role = roles_for_fold(out, f)
+        assert (role == "val").sum() > 0
+        # no near-duplicate of a val image in train
+        val_groups = set(out["group"][role == "val"])
+        assert not ((role == "train") & out["group"].isin(val_groups)).any()
+        # every known val individual keeps a train image
+        train_ids = set(out["id"][role == "train"])
+        assert set(out["id"][(role == "val") & (out["id"] != NW)]) <= train_ids
+        # new_whale never trains
+        assert not ((role == "train") & (out["id"] == NW)).any()
+
+
+def test_folds_are_disjoint_and_roles_view_fold_zero():
+    out = split_train(make_frame(), folds=3, seed=0)
+    assert set(out["fold"]) <= {-1, 0, 1, 2}
+    assert (out["role"].to_numpy() == roles_for_fold(out, 0)).all()
+    per_fold = [set(out["image"][out["fold"] == f]) for f in range(3)]
+    assert not (per_fold[0] & per_fold[1]) and not (per_fold[1] & per_fold[2])
+
+
+def test_new_whale_share_matches_prior_and_surplus_unused():
+    frame = make_frame(individuals=120, new_whales=300)
+    out = split_train(frame, new_whale_val_fraction=0.28, seed=0)
+    val = out[out["role"] == "val"]
+    share = (val["id"] == NW).mean()
+    assert abs(share - 0.28) < 0.04
+    nw = out[out["id"] == NW]
+    assert set(nw["role"]) == {"val", "unused"}
+    assert (out[out["role"] == "unused"]["id"] == NW).all()
+
+
+def test_zero_prior_keeps_new_whale_out_of_val():
+    out = split_train(make_frame(), new_whale_val_fraction=0.0)
+    assert not ((out["role"] == "val") & (out["id"] == NW)).any()
+
+
+def test_single_group_individuals_and_conflicts_never_validate():
+    frame = make_frame()
+    out = split_train(frame, val_fraction=0.5, seed=3)
+    groups_per_id = frame[frame["id"] != NW].groupby("id")["group"].nunique()
+    singles = set(groups_per_id[groups_per_id == 1].index) - {"w_000", "w_001", "w_002"}
+    assert singles, "the fixture must hold single-group individuals"
+    assert not out[out["id"].isin(singles)]["role"].eq("val").any()
+    conflict = out[out["image"].isin(["c1.jpg", "c2.jpg"])]
+    assert (conflict["role"] == "train").all() and (conflict["fold"] == -1).all()
+    assert out.set_index("image").loc["m2.jpg", "role"] == "unused"  # ambiguous new_whale
+
+
+def test_deterministic_per_seed():
+    frame = make_frame()
+    a = split_train(frame, seed=7, folds=2)
+    b = split_train(frame, seed=7, folds=2)
+    c = split_train(frame, seed=8, folds=2)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["role"].equals(c["role"])
+
+
+def test_prefer_val_images_are_taken_first():
+    frame = make_frame()
+    multi = frame[frame["id"] != NW].groupby("id")["group"].nunique()
+    ids = [i for i in multi[multi >= 2].index if i not in ("w_000", "w_001", "w_002")][:5]
+    preferred = {frame[frame["id"] == i]["image"].iloc[-1] for i in ids}
+    out = split_train(frame, val_fraction=0.05, prefer_val=preferred, seed=0)
+    assert set(out[out["image"].isin(preferred)]["role"]) == {"val"}
+    assert check_split(out) == []
+
+
+def test_summary_and_csv(tmp_path):
+    out = split_train(make_frame(), folds=2)
+    s = split_summary(out)
+    assert s["folds"] == 2 and s["fold_0"]["val_images"] == (out["role"] == "val").sum()
+    path = write_split(out, tmp_path / "split.csv")
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["image", "id", "role", "fold", "group", "reason"]
+    assert back["role"].iloc[0] == "val" and len(back) == len(out)
+    assert back["reason"].str.len().min() > 0
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="group"):
+        split_train(pd.DataFrame({"image": ["a"], "id": ["x"]}))
+    with pytest.raises(ConfigError):
+        split_train(make_frame(), new_whale_val_fraction=1.0)
+    with pytest.raises(ConfigError):
+        split_train(make_frame(), folds=0)

@@ -1,0 +1,251 @@
+"""``whaleflow prepare``: a raw photo folder → what every trial reads, once.
+
+Steps: catalog → perceptual hashes (cached) → near-duplicate groups (in-train groups,
+label conflicts, train↔test leaks) → optional cross-release label mapping → leak-free
+split → cropped grey letterboxed cache. Everything lands in ``out_dir/prepared``:
+
+* ``index.csv``       one row per cached image: image, split, id, role, fold, group, row, path
+* ``split.csv``       the split, readable (role, fold, reason per training image)
+* ``duplicates.csv``, ``conflicts.csv``, ``leaks.csv``  the dedup report
+* ``label_map.csv``   old → new labels (only with ``data.previous_root``)
+* ``skipped.csv``     images left out and why; ``summary.json`` all the counts,
+  ``summary.txt`` the printed summary (for the run's report)
+* ``hashes.csv``      the hash cache; ``cache/<key>/`` the image memmap
+
+Every file is written atomically. A second call on unchanged data reads the hashes
+back and reuses the cache folder, so it takes seconds.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config, max_stage_size
+from ..errors import DataError
+from ..io import write_csv, write_json, write_text
+from ..labels import NEW_WHALE
+from .cache import build_cache, open_cache
+from .dedup import find_duplicates, hash_images, write_reports
+from .relabel import map_labels, write_mapping
+from .split import roles_for_fold, split_summary, split_train, write_split
+
+
+@dataclass
+class Prepared:
+    """A prepared folder, opened: the index, the image memmap and the reports."""
+
+    dir: Path
+    index: pd.DataFrame     # image, split, id, role, fold, group, row, path
+    images: np.ndarray      # uint8 memmap (n, size, size)
+    size: int
+    summary: dict
+    test_duplicates: dict[str, list[str]] = field(default_factory=dict)
+
+    def _roles(self, fold: int | None) -> np.ndarray:
+        if fold is None or fold == 0:
+            return self.index["role"].to_numpy()
+        train = self.index["split"] == "train"
+        roles = self.index["role"].to_numpy().copy()
+        roles[train.to_numpy()] = roles_for_fold(self.index[train], fold)
+        return roles
+
+    def rows(self, role: str, fold: int | None = None) -> np.ndarray:
+        """Rows into ``images`` of one role ('train', 'val', 'test', 'unused'), for ``fold``."""
+        return self.index["row"].to_numpy()[self._roles(fold) == role].astype(np.int64)
+
+    def labels(self, role: str, fold: int | None = None) -> np.ndarray:
+        """The ids of :meth:`rows` (same order); '' for test images."""
+        return self.index["id"].to_numpy()[self._roles(fold) == role].astype(str)
+
+
+def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = True) -> Prepared:
+    """Prepare ``cfg.data.root`` (or ``catalog``) into ``out_dir/prepared`` and open it."""
+    t0 = time.perf_counter()
+    pdir = Path(out_dir) / "prepared"
+    pdir.mkdir(parents=True, exist_ok=True)
+    pc = cfg.prepare
+    if catalog is None:
+        catalog = _load_catalog(cfg, Path(out_dir), progress)
+    train = catalog.train[["image", "id", "path"]].assign(split="train")
+    test = catalog.test[["image", "path"]].assign(split="test", id="")
+    items = pd.concat([train, test], ignore_index=True)[["image", "split", "id", "path"]]
+    items["path"] = items["path"].astype(str)
+    items["id"] = items["id"].astype(str)
+
+    hashes = hash_images(items["path"], method=pc.hash, hash_size=pc.hash_size,
+                         cache_file=pdir / "hashes.csv", progress=progress)
+    items = pd.concat([items, hashes[["width", "height", "hash", "error"]]], axis=1)
+    skipped = [catalog.skipped[["image", "split", "path", "reason"]]] if len(catalog.skipped) else []
+    bad = items[items["error"] != ""]
+    if len(bad):
+        if cfg.data.strict:
+            first = bad.iloc[0]
+            raise DataError(f"cannot decode image ({first['error']}).", file=first["path"],
+                            fix="re-export or remove it, or run without --strict to skip corrupt images.")
+        skipped.append(bad[["image", "split", "path"]].assign(reason=bad["error"]))
+        items = items[items["error"] == ""].reset_index(drop=True)
+    t_hash = time.perf_counter()
+
+    dups = find_duplicates(items, max_distance=pc.dup_distance)
+    items["group"] = dups.images["group"].to_numpy()
+    write_reports(dups, pdir)
+
+    relabel_summary, prefer = None, set()
+    if cfg.data.previous_root:
+        prev = catalog_for(cfg.data.previous_root, cfg, progress)
+        ph = hash_images(prev.train["path"].astype(str), method=pc.hash, hash_size=pc.hash_size,
+                         cache_file=pdir / "hashes.csv", progress=progress)
+        prev_frame = pd.concat([prev.train[["image", "id"]].reset_index(drop=True),
+                                ph[["width", "height", "hash"]]], axis=1)
+        rel = map_labels(items[items["split"] == "train"], prev_frame, max_distance=pc.dup_distance)
+        write_mapping(rel, pdir)
+        relabel_summary, prefer = rel.summary, rel.preferred
+
+    t_dedup = time.perf_counter()
+    size = int(pc.cache_size or max_stage_size(cfg))
+    cache_root = pdir / "cache"
+    existing = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
+    cache = build_cache(items[["image", "split", "path"]], cache_root, size=size,
+                        boxes=_boxes_path(cfg, catalog.root), box_margin=cfg.data.box_margin,
+                        grayscale=pc.grayscale, strict=cfg.data.strict, progress=progress)
+    cache_skipped = pd.read_csv(cache.dir / "skipped.csv", dtype=str, keep_default_na=False)
+    if len(cache_skipped):
+        skipped.append(cache_skipped)
+    t_cache = time.perf_counter()
+
+    # Split what the cache holds, so no val individual loses its training images to a skip.
+    index = cache.index.merge(items[["image", "split", "id", "group"]], on=["image", "split"], how="left")
+    tr = index[index["split"] == "train"]
+    split = split_train(tr[["image", "id", "group"]], val_fraction=pc.val_fraction,
+                        new_whale_val_fraction=pc.new_whale_val_fraction, folds=pc.folds,
+                        seed=pc.seed, prefer_val=prefer)
+    write_split(split, pdir / "split.csv")
+    index = index.merge(split[["image", "role", "fold"]].assign(split="train"), on=["image", "split"],
+                        how="left")
+    is_test = index["split"] == "test"
+    index.loc[is_test, "role"] = "test"
+    index["fold"] = index["fold"].fillna(-1).astype(np.int64)
+    index["id"] = index["id"].fillna("").astype(str)
+    index = index[["image", "split", "id", "role", "fold", "group", "row", "path", "box"]]
+    write_csv(pdir / "index.csv", index)
+    # Drop leak entries for test images the cache skipped: nothing can be predicted for them.
+    cached_test = set(index.loc[is_test, "image"])
+    test_dups = {k: v for k, v in dups.test_duplicates.items() if k in cached_test}
+    write_json(pdir / "test_duplicates.json", test_dups)
+    skipped_df = pd.concat(skipped, ignore_index=True) if skipped else \
+        pd.DataFrame(columns=["image", "split", "path", "reason"])
+    write_csv(pdir / "skipped.csv", skipped_df)
+
+    train_idx = index[~is_test]
+    summary = {
+        "data_root": str(catalog.root),
+        "images": {"train": int((~is_test).sum()), "test": int(is_test.sum()),
+                   "individuals": int(train_idx.loc[train_idx["id"] != NEW_WHALE, "id"].nunique()),
+                   "new_whale_train": int((train_idx["id"] == NEW_WHALE).sum())},
+        "skipped": {"total": int(len(skipped_df)),
+                    "by_split": {k: int(v) for k, v in skipped_df["split"].value_counts().items()}},
+        "duplicates": dups.summary,
+        "conflicts": int(len(dups.conflicts)),
+        "leaks": int(len(test_dups)),
+        "split": split_summary(split),
+        "relabel": relabel_summary,
+        "boxes": {**cache.meta["boxes"], "problems": cache.meta["box_problems"],
+                  "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"]},
+        "cache": {"dir": str(cache.dir.relative_to(pdir)), "size": size, "images": int(cache.meta["n"]),
+                  "reused": cache.dir.name in existing},
+        "settings": {"hash": pc.hash, "hash_size": pc.hash_size, "dup_distance": pc.dup_distance,
+                     "val_fraction": pc.val_fraction, "new_whale_val_fraction": pc.new_whale_val_fraction,
+                     "folds": pc.folds, "seed": pc.seed, "grayscale": pc.grayscale},
+        "seconds": {"hash": round(t_hash - t0, 3), "dedup": round(t_dedup - t_hash, 3),
+                    "cache": round(t_cache - t_dedup, 3), "split": round(time.perf_counter() - t_cache, 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+    }
+    write_csv(pdir / "box_problems.csv", pd.read_csv(cache.dir / "box_problems.csv", dtype=str,
+                                                     keep_default_na=False))
+    write_json(pdir / "summary.json", summary)
+    text = format_summary(summary, pdir)
+    write_text(pdir / "summary.txt", text + "\n")
+    if progress:
+        print(text)
+    return Prepared(pdir, index, cache.images, size, summary, test_dups)
+
+
+def load_prepared(prepared_dir: str | Path) -> Prepared:
+    """Open a folder written by :func:`prepare` (``out_dir/prepared``)."""
+    pdir = Path(prepared_dir)
+    if not (pdir / "summary.json").is_file() and (pdir / "prepared" / "summary.json").is_file():
+        pdir = pdir / "prepared"
+    if not (pdir / "summary.json").is_file():
+        raise DataError("not a prepared folder (no summary.json).", file=pdir,
+                        fix="run `whaleflow prepare --config C` first.")
+    summary = json.loads((pdir / "summary.json").read_text(encoding="utf-8"))
+    cache = open_cache(pdir / summary["cache"]["dir"])
+    index = pd.read_csv(pdir / "index.csv", dtype={"image": str, "split": str, "id": str, "role": str,
+                                                   "path": str, "box": str}, keep_default_na=False)
+    test_dups = json.loads((pdir / "test_duplicates.json").read_text(encoding="utf-8"))
+    return Prepared(pdir, index, cache.images, cache.size, summary, test_dups)
+
+
+def format_summary(s: dict, pdir: Path | None = None) -> str:
+    """The short printed summary: counts, duplicates, leaks, split sizes, boxes, cache."""
+    im, d, f0 = s["images"], s["duplicates"], s["split"]["fold_0"]
+    lines = [
+        f"prepared {im['train']} train images ({im['individuals']} individuals, {im['new_whale_train']} "
+        f"new_whale) + {im['test']} test images" + (f" → {pdir}" if pdir else ""),
+        f"skipped: {s['skipped']['total']} unreadable images" if s["skipped"]["total"] else "skipped: none",
+        f"duplicates: {d['groups']} groups ({d['images_in_groups']} images; {d['train_groups']} in train, "
+        f"{d['train_test_groups']} train+test), {s['conflicts']} with conflicting labels"
+        + (f", {d['new_whale_with_known_groups']} new_whale photos duplicating a labelled one"
+           if d.get("new_whale_with_known_groups") else ""),
+        f"leaks: {s['leaks']} test images duplicate a train image (see leaks.csv)",
+        f"split (fold 0 of {s['split']['folds']}): {f0['train_images']} train / {f0['val_images']} val "
+        f"({f0['val_individuals']} individuals, {f0['val_new_whale']} new_whale), {f0['unused']} unused",
+    ]
+    b = s["boxes"]
+    if b.get("file"):
+        lines.append(f"boxes: {b['box']} cropped, {b['clamped']} clamped, {b['missing']} without a box, "
+                     f"{b['invalid']} impossible ({b['problems']} listed in box_problems.csv)")
+    c = s["cache"]
+    lines.append(f"cache: {c['images']} images at {c['size']}×{c['size']} "
+                 f"({'reused' if c['reused'] else 'built'}); prepare took {s['seconds']['total']:.1f} s")
+    if s.get("relabel"):
+        r = s["relabel"]
+        lines.append(f"relabel: {r['matched_images']} of {r['previous_images']} previous images matched, "
+                     f"{r['mapped_ids']} old ids mapped ({r['renamed_ids']} renamed), "
+                     f"{r['preferred_val_images']} images preferred for validation")
+    return "\n".join(lines)
+
+
+def catalog_for(root, cfg: Config, progress: bool):
+    """The catalog of ``root`` (images are checked by hashing and caching, not twice here)."""
+    from .catalog import load_catalog
+
+    return load_catalog(root, strict=cfg.data.strict, check_images=False, progress=progress)
+
+
+def _load_catalog(cfg: Config, out_dir: Path, progress: bool):
+    root = cfg.data.root
+    if root is None:  # the embedded default: a synthetic set in the same layout
+        from .synthetic import generate_synthetic
+
+        syn = cfg.data.synthetic
+        root = out_dir / "data"
+        if not (root / "train.csv").is_file():
+            generate_synthetic(root, individuals=syn.individuals, seed=syn.seed,
+                               width=syn.image_width, height=syn.image_height)
+    return catalog_for(root, cfg, progress)
+
+
+def _boxes_path(cfg: Config, root) -> Path | None:
+    """``data.boxes`` as given, or relative to the data root when it is not found as given."""
+    if not cfg.data.boxes:
+        return None
+    p = Path(cfg.data.boxes)
+    if not p.is_absolute() and not p.exists() and (Path(root) / p).exists():
+        return Path(root) / p
+    return p

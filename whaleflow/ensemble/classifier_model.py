@@ -1,0 +1,164 @@
+"""Approach 3 as one more model: a classifier on every trial's concatenated embeddings.
+
+Each finished trial that wrote ``embeddings.npz`` (embeddings of every train, val and
+test image) contributes one block of columns. Blocks are put on the same image order
+(images present in every file), then each block is centred and scaled to unit total
+variance using *training* images only, so that a 2048-wide unnormalised siamese
+feature does not drown a 64-wide unit-norm metric embedding in the PCA that follows.
+
+Two fits, mirroring how the other models build their galleries:
+
+* **validation scores**: fit on train-role images of known individuals, score
+  val-role images (classes = the train-role known individuals, the val class list of
+  every other model);
+* **test scores**: refit on train+val known individuals, score test-role images
+  (classes = train+val known individuals, the test class list).
+
+The result is written to ``RUN_DIR/trials/classifier/`` exactly like a trial
+(``scores_val.npz``, ``scores_test.npz``, ``model.pt``, then ``result.json`` last), so
+the driver and the report treat it as one more model. ``result.json`` carries a
+fingerprint of the inputs and settings; when nothing changed a rerun reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..config import ClassifierConfig, to_dict
+from ..inference import ClassScores
+from ..inference.topk import truth_indices
+from ..io import write_json
+from ..labels import NEW_WHALE
+from .tune import RankedTopK, best_threshold
+
+__all__ = ["CLASSIFIER_NAME", "ClassifierOutcome", "build_classifier_model", "gather_embeddings"]
+
+CLASSIFIER_NAME = "classifier"
+
+
+@dataclass
+class ClassifierOutcome:
+    """What happened: the trial folder when built (or reused), else why it was skipped."""
+
+    trial_dir: Path | None
+    note: str
+
+
+def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate several ``embeddings.npz`` per image.
+
+    Returns ``(embeddings (n, ΣD), images, roles, ids)`` over the images present in
+    every file, in the first file's order; each block is scaled to unit total variance
+    on its train-role rows.
+    """
+    if not paths:
+        raise ValueError("no embedding files given")
+    loaded = []
+    for p in paths:
+        with np.load(p, allow_pickle=False) as d:
+            loaded.append({k: d[k] for k in ("embeddings", "images", "roles", "ids")})
+    first = loaded[0]
+    common = set(map(str, first["images"]))
+    for d in loaded[1:]:
+        common &= set(map(str, d["images"]))
+    keep = np.array([str(im) in common for im in first["images"]])
+    images = first["images"][keep].astype(str)
+    roles, ids = first["roles"][keep].astype(str), first["ids"][keep].astype(str)
+    train = roles == "train"
+    blocks = []
+    for d in loaded:
+        row = {str(im): i for i, im in enumerate(d["images"])}
+        x = d["embeddings"][[row[im] for im in images]].astype(np.float32)
+        ref = x[train] if train.any() else x
+        mean = ref.mean(axis=0)
+        scale = float(np.sqrt(((ref - mean) ** 2).sum(axis=1).mean())) if len(ref) else 1.0
+        blocks.append((x - mean) / (scale if scale > 1e-12 else 1.0))
+    return np.concatenate(blocks, axis=1), images, roles, ids
+
+
+def _fit_predict(cfg: ClassifierConfig, seed: int, x, ids, fit_mask, query_mask):
+    from ..classify import build_classifier
+
+    known = fit_mask & (ids != NEW_WHALE) & (ids != "")
+    classes = np.array(sorted(set(ids[known])))
+    col = {c: i for i, c in enumerate(classes)}
+    model = build_classifier(cfg, seed=seed)
+    model.fit(x[known], np.array([col[c] for c in ids[known]], dtype=np.int64), num_classes=len(classes))
+    return model, model.predict_scores(x[query_mask]), classes
+
+
+def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int) -> str:
+    h = hashlib.sha1(json.dumps({"cfg": to_dict(cfg), "seed": seed}, sort_keys=True).encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.parent.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def build_classifier_model(
+    cfg: ClassifierConfig,
+    run_dir: str | Path,
+    sources: Sequence[str],
+    *,
+    seed: int = 0,
+    reuse: bool = True,
+) -> ClassifierOutcome:
+    """Fit the classifier on the embeddings of the trials named in ``sources``.
+
+    ``sources`` are trial folder names under ``RUN_DIR/trials``; those without an
+    ``embeddings.npz`` are ignored. Returns the classifier's trial folder, or ``None``
+    and the reason when it is disabled, has no embeddings, or has too few classes.
+    """
+    trials_dir = Path(run_dir) / "trials"
+    out_dir = trials_dir / CLASSIFIER_NAME
+    if not cfg.enabled:
+        return ClassifierOutcome(None, "classifier on embeddings: disabled in config (ensemble.classifier.enabled)")
+    paths = [trials_dir / s / "embeddings.npz" for s in sorted(sources) if s != CLASSIFIER_NAME]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        return ClassifierOutcome(None, "classifier on embeddings: skipped, no trial wrote embeddings.npz")
+    existing = out_dir / "result.json"
+    if existing.is_file():
+        prev = json.loads(existing.read_text())
+        if prev.get("family") != CLASSIFIER_NAME:
+            return ClassifierOutcome(None, f"classifier on embeddings: skipped, {out_dir} belongs to a "
+                                           f"{prev.get('family')!r} trial; rename that model")
+        fp = _fingerprint(paths, cfg, seed)
+        if reuse and prev.get("fingerprint") == fp and (out_dir / "scores_val.npz").is_file() \
+                and (out_dir / "scores_test.npz").is_file():
+            return ClassifierOutcome(out_dir, f"classifier on embeddings: reused (sources unchanged: "
+                                              f"{', '.join(prev.get('sources', []))})")
+    fp = _fingerprint(paths, cfg, seed)
+    x, images, roles, ids = gather_embeddings(paths)
+    train, val, test = roles == "train", roles == "val", roles == "test"
+    n_train_classes = len(set(ids[train & (ids != NEW_WHALE) & (ids != "")]))
+    if n_train_classes < 2 or not val.any() or not test.any():
+        return ClassifierOutcome(None, f"classifier on embeddings: skipped, {n_train_classes} known training "
+                                       f"individuals, {int(val.sum())} val and {int(test.sum())} test images")
+    _, s_val, c_val = _fit_predict(cfg, seed, x, ids, train, val)
+    model, s_test, c_test = _fit_predict(cfg, seed, x, ids, train | val, test)
+    val_scores = ClassScores(s_val, images[val], c_val, ids[val])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing.unlink(missing_ok=True)  # result.json marks a finished model: drop it while rewriting
+    val_scores.save(out_dir / "scores_val.npz")
+    ClassScores(s_test, images[test], c_test).save(out_dir / "scores_test.npz")
+    model.save(out_dir / "model.pt")
+    threshold, value = best_threshold(RankedTopK.from_scores(s_val, truth_indices(ids[val], c_val)))
+    source_names = [p.parent.name for p in paths]
+    write_json(existing, {
+        "name": CLASSIFIER_NAME,
+        "family": CLASSIFIER_NAME,
+        "val_map5": value,
+        "threshold": threshold,
+        "sources": source_names,
+        "embedding_dim": int(x.shape[1]),
+        "pca_dim": cfg.pca_dim,
+        "fingerprint": fp,
+    })
+    return ClassifierOutcome(out_dir, f"classifier on embeddings: built from {', '.join(source_names)} "
+                                      f"({x.shape[1]} dims → PCA {cfg.pca_dim}), val MAP@5 {value:.4f}")

@@ -1,0 +1,215 @@
+"""The ensemble driver: finished trials → classifier model → tuned blend → submission.
+
+It reads only artifacts from ``RUN_DIR/trials/<name>/`` (class scores and
+embeddings), never a network, so it runs anywhere — as the last Ray task of a run or
+by hand on a copied run folder. Per model the validation scores fit a normaliser
+(:mod:`.normalize`) that is then applied unchanged to the test scores; the models are
+aligned on a common class list and image order (:mod:`.blend`); Optuna picks weights
+and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`).
+
+Written under ``RUN_DIR``: ``submission.csv`` and, in ``ensemble/``, ``weights.json``
+(weights, threshold, normalisers), ``threshold_curve.csv`` (threshold, map5 of the
+final blend on validation), ``val_predictions.csv`` (per validation image: truth,
+top-5, position of the hit; for galleries), ``summary.json`` (the returned dict)
+and ``optuna.db`` (the study, continued by a rerun).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config
+from ..errors import DataError
+from ..inference import ClassScores
+from ..inference.topk import predict_labels, truth_indices
+from ..io import write_csv, write_json
+from ..submission import write_submission
+from .blend import align_all, blend_matrices, common_classes
+from .classifier_model import CLASSIFIER_NAME, build_classifier_model
+from .normalize import ScoreNormalizer
+from .tune import RankedTopK, tune_blend
+
+__all__ = ["TrialArtifacts", "find_trials", "run_ensemble", "apply_duplicates"]
+
+
+@dataclass
+class TrialArtifacts:
+    """A finished trial's folder and its ``result.json``."""
+
+    name: str
+    path: Path
+    result: dict
+
+    @property
+    def family(self) -> str:
+        return str(self.result.get("family", "unknown"))
+
+
+def find_trials(run_dir: str | Path, include_classifier: bool = False) -> tuple[list[TrialArtifacts], list[str]]:
+    """Finished trials (``result.json`` and both score files) under ``RUN_DIR/trials``, by name.
+
+    The classifier's folder is left out unless asked for: it is rebuilt (or reused)
+    by each ensemble run, and a stale one from a run with the classifier disabled must
+    not slip in. Returns the trials and notes on folders that were not usable.
+    """
+    trials_dir = Path(run_dir) / "trials"
+    found, notes = [], []
+    if not trials_dir.is_dir():
+        return found, notes
+    for d in sorted(p for p in trials_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name == CLASSIFIER_NAME and not include_classifier:
+            continue
+        res = d / "result.json"
+        if not res.is_file():
+            notes.append(f"trial {d.name}: unfinished (no result.json), left out")
+            continue
+        missing = [f for f in ("scores_val.npz", "scores_test.npz") if not (d / f).is_file()]
+        if missing:
+            notes.append(f"trial {d.name}: missing {', '.join(missing)}, left out")
+            continue
+        found.append(TrialArtifacts(d.name, d, json.loads(res.read_text())))
+    return found, notes
+
+
+def apply_duplicates(labels: Sequence[str], first: Sequence[str], k: int = 5) -> list[str]:
+    """``first`` (in order, without repeats or blanks) then the rest of ``labels``, cut to k."""
+    out: list[str] = []
+    for lab in list(first) + list(labels):
+        if lab and lab not in out:
+            out.append(lab)
+    return out[:k]
+
+
+def _covers(scores: ClassScores, images: np.ndarray) -> bool:
+    return set(map(str, images)) <= set(map(str, scores.images))
+
+
+def run_ensemble(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    test_duplicates: Mapping[str, Sequence[str]] | None = None,
+) -> dict:
+    """Blend every finished trial of ``run_dir`` (plus the classifier) and write the submission."""
+    run_dir = Path(run_dir)
+    ens_dir = run_dir / "ensemble"
+    ecfg = cfg.ensemble
+    show = progress and not cfg.output.quiet
+    trials, notes = find_trials(run_dir)
+    outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed)
+    notes.append(outcome.note)
+    if outcome.trial_dir is not None:
+        trials.append(TrialArtifacts(CLASSIFIER_NAME, outcome.trial_dir,
+                                     json.loads((outcome.trial_dir / "result.json").read_text())))
+    if not trials:
+        raise DataError("no finished trial to blend.", file=run_dir / "trials",
+                        fix="train at least one model (whaleflow tune) before the ensemble.")
+
+    # ---- load, check coverage, normalise each model with its own validation statistics
+    vals = [ClassScores.load(t.path / "scores_val.npz") for t in trials]
+    tests = [ClassScores.load(t.path / "scores_test.npz") for t in trials]
+    val_images, test_images = np.asarray(vals[0].images).astype(str), np.asarray(tests[0].images).astype(str)
+    keep = []
+    for i, t in enumerate(trials):
+        if _covers(vals[i], val_images) and _covers(tests[i], test_images) and len(vals[i].classes):
+            keep.append(i)
+        else:
+            notes.append(f"trial {t.name}: does not score the same validation/test images as {trials[0].name}, left out")
+    if not keep:
+        raise DataError("no trial has usable class scores.", file=run_dir / "trials")
+    trials, vals, tests = [trials[i] for i in keep], [vals[i] for i in keep], [tests[i] for i in keep]
+    if vals[0].truth is None:
+        raise DataError("validation scores carry no truth labels.", file=trials[0].path / "scores_val.npz")
+    norms = {t.name: ScoreNormalizer.fit(v.scores) for t, v in zip(trials, vals)}
+    nval = [ClassScores(norms[t.name].transform(v.scores), v.images, v.classes, v.truth) for t, v in zip(trials, vals)]
+    ntest = [ClassScores(norms[t.name].transform(s.scores), s.images, s.classes) for t, s in zip(trials, tests)]
+    val_classes, test_classes = common_classes(nval), common_classes(ntest)
+    mats_val, mats_test = align_all(nval, val_classes, val_images), align_all(ntest, test_classes, test_images)
+    truth = vals[0].aligned(vals[0].classes, val_images).truth.astype(str)
+    truth_idx = truth_indices(truth, val_classes)
+
+    # ---- tune weights and threshold
+    fixed = cfg.predict.new_whale_threshold
+    if fixed is not None:
+        notes.append(f"new_whale threshold fixed at {fixed} by predict.new_whale_threshold "
+                     "(on the normalised blend scale); only weights are tuned")
+    names = [t.name for t in trials]
+    tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
+                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, progress=show)
+    notes.extend(tuning.notes)
+    weights = np.array([tuning.weights[n] for n in names])
+    threshold = tuning.threshold
+
+    # ---- validation outputs
+    blended_val = blend_matrices(mats_val, weights)
+    k = min(5, len(val_classes))
+    val_pred = predict_labels(blended_val, val_classes, threshold, k=k)
+    hit = [next((j + 1 for j, lab in enumerate(p) if lab == tr), 0) for p, tr in zip(val_pred, truth)]
+    write_csv(ens_dir / "val_predictions.csv", pd.DataFrame({
+        "image": val_images, "truth": truth, "top5": [" ".join(p) for p in val_pred], "hit_position": hit,
+        "top1_score": blended_val.max(axis=1),
+    }))
+    ranked = RankedTopK.from_scores(blended_val, truth_idx)
+    lo, hi = float(ranked.values.min()), float(ranked.values.max())
+    span = max(hi - lo, 1e-6)
+    grid = np.unique(np.r_[np.linspace(lo - 0.05 * span, hi + 0.05 * span, 200), threshold])
+    write_csv(ens_dir / "threshold_curve.csv", pd.DataFrame({"threshold": grid, "map5": ranked.curve(grid)}))
+
+    # ---- test predictions and submission
+    blended_test = blend_matrices(mats_test, weights)
+    test_pred = predict_labels(blended_test, test_classes, threshold, k=min(5, len(test_classes)))
+    predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
+    if cfg.predict.use_duplicates and test_duplicates:
+        used = 0
+        for im, labels in test_duplicates.items():
+            if im in predictions and labels:
+                predictions[im] = apply_duplicates(predictions[im], labels)
+                used += 1
+        notes.append(f"near-duplicates of labelled images put first for {used} test images")
+    submission = write_submission(run_dir / "submission.csv", predictions, list(test_images))
+
+    best_single = max(names, key=lambda n: tuning.single_map5[n])
+    summary = {
+        "models": {
+            t.name: {
+                "family": t.family,
+                "val_map5": tuning.single_map5[t.name],
+                "threshold": tuning.single_threshold[t.name],
+                "trial_val_map5": t.result.get("val_map5"),
+                "weight": tuning.weights[t.name],
+            }
+            for t in trials
+        },
+        "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold},
+        "val_map5": tuning.val_map5,
+        "best_single": best_single,
+        "weights": tuning.weights,
+        "threshold": threshold,
+        "optuna_trials": tuning.n_trials,
+        "study": tuning.study_name,
+        "n_val": int(len(val_images)),
+        "n_test": int(len(test_images)),
+        "submission": str(submission),
+        "notes": notes,
+    }
+    write_json(ens_dir / "weights.json", {
+        "models": names,
+        "weights": tuning.weights,
+        "threshold": threshold,
+        "threshold_scale": "normalised blend (see normalizers)",
+        "val_map5": tuning.val_map5,
+        "cv_map5": tuning.cv_map5,
+        "folds": ecfg.folds,
+        "seed": ecfg.seed,
+        "study": tuning.study_name,
+        "optuna_trials": tuning.n_trials,
+        "normalizers": {n: norms[n].to_dict() for n in names},
+    })
+    write_json(ens_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,309 @@
+"""Optuna tuning of blend weights and the new_whale threshold for MAP@5, cross-validated.
+
+**What is tuned.** One weight in [0, 1] per model (normalised to sum to 1: only the
+proportions matter, and the blend stays on the normalised scale) and the threshold.
+
+**Why cross-validated, and how.** Validation is the only labelled data the models
+never trained on, and both the weights and the threshold are fitted to it; tuned on
+all of it and scored on all of it, a blend looks better than it is. So each Optuna
+trial is scored by *out-of-fold* MAP@5: validation images are split into K folds
+(stratified, so each fold has the same share of new_whale), and for every fold the
+threshold is tuned on the other K−1 folds and then scored on the held-out fold. The
+mean over all images of those held-out scores is the objective; a weight vector only
+wins if the threshold it needs carries over to images it was not tuned on. (The M
+weights themselves are chosen on all of validation; with a handful of models that
+is few degrees of freedom, and nesting a second CV loop would halve the data again.)
+
+**After the search** the weights of the best trial are kept and the final threshold
+is tuned on all of validation for them. Every single model is enqueued as a one-hot
+trial (plus equal weights), and as a last guard the blend is compared with each
+single model on all of validation: if a single model scores higher there, its
+one-hot weights are used instead, with a note. So the ensemble never reports less
+than the best single model.
+
+**Thresholds are exact.** :func:`best_threshold` sweeps every distinct top-k score,
+not a grid: MAP@5 as a function of the threshold only changes at those values, so the
+optimum is found exactly and is invariant under each model's monotone normalisation.
+Its semantics are those of :func:`whaleflow.inference.topk.insert_new_whale`.
+
+**Storage.** The study lives in SQLite (``RDBStorage``) under a name derived from the
+models and their validation scores, with ``load_if_exists``: a rerun on the same
+trials continues the study (each run adds ``trials`` more), a changed set of models
+starts a new study in the same file.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .blend import blend_matrices
+
+__all__ = ["BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
+
+
+# ----------------------------------------------------------------------------- exact thresholds
+
+
+@dataclass
+class RankedTopK:
+    """Each query's top-k values and the AP it gets for every new_whale position.
+
+    ``ap[r, p]`` is row r's average precision when new_whale is inserted at position
+    ``p`` (``p = k``: not inserted), i.e. when exactly ``p`` top-k values reach the
+    threshold.
+    """
+
+    values: np.ndarray  # (n, k) float32, descending
+    ap: np.ndarray      # (n, k + 1) float64
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray, truth_idx: np.ndarray, k: int = 5) -> "RankedTopK":
+        scores = np.asarray(scores, dtype=np.float32)
+        n, c = scores.shape
+        k = min(k, c)
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        idx, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        truth = np.asarray(truth_idx, dtype=np.int64)
+        hits = idx == truth[:, None]
+        h = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)       # hit column, -1 = none
+        p = np.arange(k + 1)[None, :]
+        pos = np.where(p <= h[:, None], h[:, None] + 1, h[:, None])   # new_whale pushes the hit down
+        known = np.where((h[:, None] >= 0) & (pos < k), 1.0 / (np.maximum(pos, 0) + 1.0), 0.0)
+        new = np.where(p < k, 1.0 / (p + 1.0), 0.0)
+        ap = np.where((truth == -1)[:, None], new, known)
+        return cls(vals, ap)
+
+    def subset(self, rows: np.ndarray) -> "RankedTopK":
+        return RankedTopK(self.values[rows], self.ap[rows])
+
+    def map_at(self, threshold: float) -> float:
+        """MAP@k at one threshold (compared in float32, as ``insert_new_whale`` does)."""
+        if len(self.values) == 0:
+            return 0.0
+        counts = (self.values >= np.float32(threshold)).sum(axis=1)
+        return float(self.ap[np.arange(len(counts)), counts].mean())
+
+    def curve(self, thresholds: np.ndarray) -> np.ndarray:
+        return np.array([self.map_at(t) for t in thresholds])
+
+
+def best_threshold(ranked: RankedTopK) -> tuple[float, float]:
+    """The threshold that maximises MAP@k over ``ranked``'s rows, and that MAP@k.
+
+    Sweeps every distinct top-k value (MAP only changes there) and returns a float32
+    value strictly between the optimal value and the next lower one where possible,
+    so the same images fall on each side but the cut is not on a sample.
+    """
+    vals, ap = ranked.values, ranked.ap
+    n, k = vals.shape
+    if n == 0:
+        return 0.0, 0.0
+    flat = vals.reshape(-1)
+    delta = (ap[:, 1:] - ap[:, :-1]).reshape(-1)          # gain when value (r, j) reaches the threshold
+    order = np.argsort(-flat, kind="stable")
+    sorted_vals, gains = flat[order], np.cumsum(delta[order])
+    last = np.r_[sorted_vals[1:] != sorted_vals[:-1], True]  # last event of each distinct value
+    uniq, cum = sorted_vals[last], gains[last]
+    maps = np.r_[ap[:, 0].sum(), ap[:, 0].sum() + cum] / n  # candidate 0: above every value
+    best = int(np.argmax(maps))
+    span = float(uniq[0] - uniq[-1]) or 1.0
+    if best == 0:
+        upper, lower = float(uniq[0]) + 0.05 * span, float(uniq[0])
+    elif best == len(uniq):
+        upper, lower = float(uniq[-1]), float(uniq[-1]) - 0.05 * span
+    else:
+        upper, lower = float(uniq[best - 1]), float(uniq[best])
+    t = np.float32(0.5 * (upper + lower))
+    if not (np.float32(lower) < t <= np.float32(upper)):
+        t = np.float32(upper)
+    return float(t), float(maps[best])
+
+
+# ----------------------------------------------------------------------------- folds
+
+
+def make_folds(truth_idx: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold id per validation image, new_whale and known images spread evenly."""
+    truth_idx = np.asarray(truth_idx)
+    n = len(truth_idx)
+    k = max(1, min(int(folds), n))
+    rng = np.random.default_rng(seed)
+    out = np.empty(n, dtype=np.int64)
+    offset = 0
+    for group in (np.flatnonzero(truth_idx == -1), np.flatnonzero(truth_idx != -1)):
+        perm = rng.permutation(group)
+        out[perm] = (np.arange(len(perm)) + offset) % k
+        offset += len(perm)
+    return out
+
+
+def cv_map5(ranked: RankedTopK, fold_ids: np.ndarray, fixed_threshold: float | None = None) -> float:
+    """Out-of-fold MAP@5: each fold scored at the threshold tuned on the other folds."""
+    n = len(fold_ids)
+    if n == 0:
+        return 0.0
+    if fixed_threshold is not None:
+        return ranked.map_at(fixed_threshold)
+    ids = np.unique(fold_ids)
+    if len(ids) < 2:
+        return best_threshold(ranked)[1]
+    total = 0.0
+    for f in ids:
+        held = fold_ids == f
+        t, _ = best_threshold(ranked.subset(~held))
+        total += ranked.subset(held).map_at(t) * held.sum()
+    return total / n
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+
+@dataclass
+class BlendTuning:
+    weights: dict[str, float]
+    threshold: float
+    val_map5: float                      # all of validation, final threshold
+    cv_map5: float                       # out-of-fold objective of the chosen weights
+    single_map5: dict[str, float]        # each model alone, own threshold on all of validation
+    single_threshold: dict[str, float]
+    n_trials: int = 0                    # trials in the study after this run
+    study_name: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _evaluate(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None) -> tuple[float, float]:
+    ranked = RankedTopK.from_scores(scores, truth_idx)
+    return (fixed, ranked.map_at(fixed)) if fixed is not None else best_threshold(ranked)
+
+
+def _study_name(names, matrices, truth_idx, folds, seed, fixed) -> str:
+    h = hashlib.sha1()
+    for name, m in zip(names, matrices):
+        h.update(name.encode() + b"\0")
+        h.update(np.ascontiguousarray(m, dtype=np.float32).tobytes())
+    h.update(np.asarray(truth_idx, dtype=np.int64).tobytes())
+    h.update(f"{folds}|{seed}|{fixed}".encode())
+    return "blend-" + h.hexdigest()[:16]
+
+
+def tune_blend(
+    matrices: Sequence[np.ndarray],
+    truth_idx: np.ndarray,
+    names: Sequence[str],
+    *,
+    trials: int,
+    folds: int,
+    seed: int,
+    storage_path: str | Path,
+    fixed_threshold: float | None = None,
+    progress: bool = True,
+) -> BlendTuning:
+    """Tune weights (Optuna, CV objective) and the final threshold over aligned,
+    normalised validation matrices of the models called ``names``."""
+    import optuna
+
+    names = list(names)
+    if len(names) != len(matrices) or not names:
+        raise ValueError(f"{len(matrices)} matrices for {len(names)} model names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names are not unique: {names}")
+    truth_idx = np.asarray(truth_idx, dtype=np.int64)
+    fold_ids = make_folds(truth_idx, folds, seed)
+    notes: list[str] = []
+    singles = {n: _evaluate(m, truth_idx, fixed_threshold) for n, m in zip(names, matrices)}
+
+    def cv_of(weights) -> float:
+        ranked = RankedTopK.from_scores(blend_matrices(matrices, weights), truth_idx)
+        return cv_map5(ranked, fold_ids, fixed_threshold)
+
+    n_total, study_name = 0, None
+    if len(names) == 1:
+        weights = np.array([1.0])
+        notes.append("one model: weight 1, only the threshold is tuned")
+    else:
+        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold)
+        storage_path = Path(storage_path)
+        storage_path.parent.mkdir(parents=True, exist_ok=True)
+        keys = [f"w_{n}" for n in names]
+
+        def objective(trial) -> float:
+            w = np.array([trial.suggest_float(key, 0.0, 1.0) for key in keys])
+            if not w.sum() > 0:
+                w = np.ones(len(keys))
+            return cv_of(w)
+
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path.resolve()}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+                study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
+                                            direction="maximize", load_if_exists=True)
+                before = len(study.trials)
+                for i in range(len(keys)):
+                    study.enqueue_trial({k: float(j == i) for j, k in enumerate(keys)}, skip_if_exists=True)
+                study.enqueue_trial({k: 1.0 for k in keys}, skip_if_exists=True)
+                waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.trials)
+                n_run = max(int(trials), waiting)
+                study.optimize(objective, n_trials=n_run, callbacks=[_Progress(n_run)] if progress else None)
+                if progress:
+                    print(file=sys.stderr, flush=True)
+                best = study.best_trial
+                n_total = len(study.trials)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+            engine = getattr(storage, "engine", None)
+            if engine is not None:
+                engine.dispose()
+        if before:
+            notes.append(f"continued Optuna study {study_name}: {before} earlier trials, {n_run} new")
+        w = np.array([best.params[k] for k in keys])
+        weights = w if w.sum() > 0 else np.ones(len(keys))
+
+    weights = weights / weights.sum()
+    cv = cv_of(weights)
+    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold)
+    best_single = max(names, key=lambda n: singles[n][1])
+    if singles[best_single][1] > full:
+        notes.append(f"the CV-chosen blend scored {full:.4f} on all of validation, below {best_single} "
+                     f"alone ({singles[best_single][1]:.4f}); using {best_single} alone")
+        weights = np.array([float(n == best_single) for n in names])
+        threshold, full = singles[best_single]
+        cv = cv_of(weights)
+    return BlendTuning(
+        weights={n: float(w) for n, w in zip(names, weights)},
+        threshold=float(threshold),
+        val_map5=float(full),
+        cv_map5=float(cv),
+        single_map5={n: float(v[1]) for n, v in singles.items()},
+        single_threshold={n: float(v[0]) for n, v in singles.items()},
+        n_trials=n_total,
+        study_name=study_name,
+        notes=notes,
+    )
+
+
+class _Progress:
+    """One overwritten stderr line: trial i/N and the best CV MAP@5 so far."""
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+
+    def __call__(self, study, trial) -> None:
+        self.done += 1
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "-"
+        print(f"\rensemble: Optuna trial {self.done}/{self.total}  best CV MAP@5 {best}",
+              end="", file=sys.stderr, flush=True)

@@ -1,0 +1,35 @@
+"""Hard-example mining for the siamese family: LAP on pair scores, dense and sparse.
+
+* :mod:`.dense` — ``hard_negatives`` / ``hard_positives`` on an N×N score matrix
+  (scipy ``linear_sum_assignment``).
+* :mod:`.sparse` — the same from features with k-NN candidates and a sparse
+  assignment solver, at N ≈ 16,000 in seconds; also on a score matrix (top-k).
+* :mod:`.scoring` — a pair head applied to all pairs in blocks, to chosen pairs, or
+  to each image's k nearest neighbours.
+* :mod:`.noise` — the annealed noise schedule; :mod:`.miner` — ``LapMiner``, the
+  object the trainer calls, and ``build_miner(cfg.mining)``.
+"""
+from .dense import NO_PARTNER, hard_negatives, hard_positives
+from .knn import knn_other
+from .miner import LapMiner, MinedPairs, build_miner
+from .noise import NoiseSchedule
+from .scoring import head_scores_fn, score_all_pairs, score_knn, score_pairs
+from .sparse import hard_positives_from_features, sparse_hard_negatives, sparse_hard_negatives_from_scores
+
+__all__ = [
+    "NO_PARTNER",
+    "LapMiner",
+    "MinedPairs",
+    "NoiseSchedule",
+    "build_miner",
+    "hard_negatives",
+    "hard_positives",
+    "hard_positives_from_features",
+    "head_scores_fn",
+    "knn_other",
+    "score_all_pairs",
+    "score_knn",
+    "score_pairs",
+    "sparse_hard_negatives",
+    "sparse_hard_negatives_from_scores",
+]

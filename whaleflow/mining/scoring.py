@@ -1,0 +1,144 @@
+"""Scoring pairs with a pair head: all pairs in blocks, chosen pairs, or k-NN only.
+
+Features are computed once per image by the backbone; the head is then applied to
+tiles of pairs with tensor broadcasting, never a Python loop over pairs. A head with
+a ``score_matrix(xa, xb) -> (A, B)`` method (:class:`whaleflow.models.pair_head.PairHead`)
+is used through it, which skips materialising the concatenated pair features; any
+other head ``head(x, y) -> (B,)`` is fed the expanded pairs of each tile.
+
+Everything runs under ``torch.inference_mode`` on the device of the features (a GPU
+when the trainer's features are there) unless ``device`` says otherwise, with the
+head in eval mode (dropout off) and put back in its former mode afterwards. A head on
+another device or dtype is copied, not moved, so the trainer's model is untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .dense import label_codes
+from .knn import NO_NEIGHBOUR, as_feature_tensor, knn_other
+
+#: Upper bound on ``rows × cols × D`` per head call: ~256 MB of float32 per intermediate.
+MAX_TILE_ELEMENTS = 1 << 26
+
+
+@contextlib.contextmanager
+def _eval_head(head: nn.Module, device: torch.device, dtype: torch.dtype) -> Iterator[nn.Module]:
+    p = next(head.parameters(), None)
+    h = copy.deepcopy(head).to(device, dtype) if p is not None and (p.device != device or p.dtype != dtype) else head
+    was_training = h.training
+    h.eval()
+    try:
+        yield h
+    finally:
+        h.train(was_training)
+
+
+def _pair_fn(head: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    fn = getattr(head, "score_matrix", None)
+    if fn is not None:
+        return fn
+
+    def broadcast(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        a, b = len(xa), len(xb)
+        return head(xa.repeat_interleave(b, dim=0), xb.repeat(a, 1)).reshape(a, b)
+
+    return broadcast
+
+
+def _setup(features, device, dtype) -> torch.Tensor:
+    f = as_feature_tensor(features)
+    device = torch.device(device) if device is not None else f.device
+    return f.to(device=device, dtype=dtype)
+
+
+def _tile(pair, xa: torch.Tensor, xb: torch.Tensor) -> np.ndarray:
+    step = max(1, MAX_TILE_ELEMENTS // max(1, len(xb) * xa.shape[1]))
+    parts = [pair(xa[s : s + step], xb) for s in range(0, len(xa), step)]
+    return torch.cat(parts).float().cpu().numpy()
+
+
+@torch.inference_mode()
+def score_all_pairs(
+    features, head: nn.Module, *, block_size: int = 1024, device=None, dtype: torch.dtype = torch.float32
+) -> np.ndarray:
+    """(N, N) float32 matrix of head logits for every ordered pair of ``features`` rows.
+
+    Tiles of ``block_size × block_size`` pairs (split further so no intermediate
+    exceeds :data:`MAX_TILE_ELEMENTS`). A head with ``symmetric=True`` is evaluated
+    on the upper tiles only and mirrored, halving the work; the matrix is then
+    exactly symmetric. The diagonal is scored too (callers forbid it by label).
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be ≥ 1, got {block_size}")
+    f = _setup(features, device, dtype)
+    n = f.shape[0]
+    out = np.empty((n, n), dtype=np.float32)
+    with _eval_head(head, f.device, dtype) as h:
+        pair, sym = _pair_fn(h), bool(getattr(h, "symmetric", False))
+        for a in range(0, n, block_size):
+            for b in range(a if sym else 0, n, block_size):
+                t = _tile(pair, f[a : a + block_size], f[b : b + block_size])
+                out[a : a + block_size, b : b + block_size] = t
+                if sym and b != a:
+                    out[b : b + block_size, a : a + block_size] = t.T
+    return out
+
+
+@torch.inference_mode()
+def score_pairs(
+    features, head: nn.Module, rows, cols, *, batch_size: int = 65536, device=None, dtype: torch.dtype = torch.float32
+) -> np.ndarray:
+    """Head logits of the pairs ``(rows[e], cols[e])`` as a float32 array."""
+    f = _setup(features, device, dtype)
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols differ in shape: {rows.shape} vs {cols.shape}")
+    out = np.empty(rows.shape, dtype=np.float32)
+    with _eval_head(head, f.device, dtype) as h:
+        for s in range(0, rows.size, batch_size):
+            r = torch.as_tensor(rows.ravel()[s : s + batch_size], device=f.device)
+            c = torch.as_tensor(cols.ravel()[s : s + batch_size], device=f.device)
+            out.ravel()[s : s + batch_size] = h(f[r], f[c]).float().cpu().numpy()
+    return out
+
+
+def head_scores_fn(features, head: nn.Module, **kwargs) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``scores_fn(i_idx, j_idx)`` for the sparse miner, backed by :func:`score_pairs`."""
+    f = _setup(features, kwargs.pop("device", None), kwargs.get("dtype", torch.float32))
+    return lambda i_idx, j_idx: score_pairs(f, head, i_idx, j_idx, **kwargs)
+
+
+def score_knn(
+    features,
+    head: nn.Module,
+    *,
+    k: int,
+    labels=None,
+    block_size: int = 1024,
+    normalize: bool = False,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head logits for each row's ``k`` nearest neighbours in feature space only.
+
+    Neighbours by dot product (cosine if ``normalize``), self excluded, and other
+    images of the same individual too when ``labels`` are given. Returns
+    ``(indices, scores)``, both (N, k'), ``k' = min(k, N)``, neighbours in feature
+    order (best first); missing neighbours are ``-1`` with score ``-inf``.
+    """
+    f = _setup(features, device, dtype)
+    n = f.shape[0]
+    codes = np.arange(n) if labels is None else label_codes(labels, n)
+    idx, _ = knn_other(f.float(), codes, k, block_size=block_size, normalize=normalize)
+    scores = np.full(idx.shape, -np.inf, dtype=np.float32)
+    ok = idx != NO_NEIGHBOUR
+    rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)
+    scores[ok] = score_pairs(f, head, rows[ok], idx[ok], device=device, dtype=dtype)
+    return idx, scores
