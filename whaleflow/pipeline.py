@@ -81,12 +81,40 @@ def frequency_baseline(train_ids, test_images) -> dict[str, list[str]]:
     return {img: top for img in test_images}
 
 
+def complete_submission(run_dir: Path, prepared) -> int:
+    """Give test images that were skipped as unreadable a row too (Kaggle needs every one).
+
+    They get the frequency baseline (new_whale + the four most frequent individuals):
+    with no pixels, the prior is the best guess. Returns how many rows were added.
+    """
+    import pandas as pd
+
+    from .submission import read_submission, write_submission
+
+    skipped_path = Path(prepared.dir) / "skipped.csv"
+    sub_path = run_dir / "submission.csv"
+    if not skipped_path.exists() or not sub_path.exists():
+        return 0
+    skipped = pd.read_csv(skipped_path, dtype=str, keep_default_na=False)
+    missing_imgs = skipped.loc[skipped["split"] == "test", "image"].tolist()
+    pred = read_submission(sub_path)
+    missing_imgs = [m for m in missing_imgs if m not in pred]
+    if not missing_imgs:
+        return 0
+    idx = prepared.index
+    base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), missing_imgs)
+    pred.update(base)
+    write_submission(sub_path, pred, list(pred))
+    return len(missing_imgs)
+
+
 def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str, float], *, progress: bool = True) -> dict[str, Any]:
     """Score against answers.csv when present, write summary.json, print the headline."""
     from .metrics import map_at_k
     from .submission import read_answers, read_submission
 
     run_dir = Path(cfg.output.dir)
+    added = complete_submission(run_dir, prepared)
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
         "data_root": cfg.data.root,
@@ -95,6 +123,7 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         "ensemble": {k: v for k, v in ensemble.items() if k != "models"},
         "val_map5": ensemble.get("val_map5"),
         "timings": timings,
+        "submission_fallback_images": added,
     }
     answers_path = Path(cfg.data.root) / "answers.csv"
     if answers_path.exists():
@@ -106,9 +135,24 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
         summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
     write_json(run_dir / "summary.json", summary)
+    summary["report"] = write_report(run_dir, quiet=cfg.output.quiet or not progress)
     if progress and not cfg.output.quiet:
         print_summary(summary)
     return summary
+
+
+def write_report(run_dir: Path, *, quiet: bool = True) -> str | None:
+    """Build ``report/``; a failing report is reported, never a failed run (the submission stands)."""
+    import logging
+
+    from .report import build_report
+
+    try:
+        return str(build_report(run_dir, quiet=quiet))
+    except Exception as exc:  # the report only reads artifacts; any bug there must not cost the run
+        logging.getLogger("whaleflow").warning("could not build the report for %s: %s", run_dir, exc)
+        print(f"warning: report not built ({exc}); rerun with `whaleflow report {run_dir}`")
+        return None
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -123,4 +167,6 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"test MAP@5 {summary['test_map5']:.4f} "
               f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")
     print(f"submission: {Path(summary['run_dir']) / 'submission.csv'}")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     print(json.dumps({k: round(v, 1) for k, v in summary["timings"].items()}))

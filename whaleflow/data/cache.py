@@ -45,16 +45,10 @@ PAD = "edge-mean"
 
 @contextmanager
 def _bar(enabled: bool, description: str, total: int):
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from ..progress import progress_bar
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda: bar.advance(task)
+    with progress_bar(total, description, quiet=not enabled, unit="images") as bar:
+        yield bar.advance
 
 
 def parallel_map(fn: Callable, items: Iterable, *, workers: int = 2, progress: bool = False,

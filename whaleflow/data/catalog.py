@@ -157,11 +157,10 @@ def _check_images(frame: pd.DataFrame, split: str, progress: bool) -> pd.DataFra
         return pd.DataFrame(columns=["image", "split", "path", "reason"])
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = pool.map(check_image, frame["path"])
-        if progress:
-            from rich.progress import track
+        from ..progress import progress
 
-            results = track(results, total=len(frame), description=f"checking {split} images")
-        reasons = list(results)
+        reasons = list(progress(results, total=len(frame), description=f"checking {split} images",
+                                quiet=not progress, unit="images"))
     bad = [i for i, r in enumerate(reasons) if r is not None]
     return pd.DataFrame({"image": frame["image"].iloc[bad].tolist(), "split": split,
                          "path": frame["path"].iloc[bad].tolist(), "reason": [reasons[i] for i in bad]})

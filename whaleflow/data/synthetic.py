@@ -8,7 +8,8 @@ perspective), a sea background (gradient, waves, glints, sometimes a horizon),
 light (exposure, gamma, a ramp), colour cast, foam at the stem and spray, blur,
 noise, sometimes greyscale, and a random JPEG quality. Shots per individual follow a
 capped Zipf law as in HWI; ``new_whale`` marks train photos of individuals seen once
-and test photos of individuals absent from train (``answers.csv``).
+and test photos of individuals absent from train (``answers.csv``). ``boxes.csv``
+(``Image,x0,y0,x1,y1``) gives each fluke's box as a detector would, a few percent off.
 
 Every random draw comes from numpy generators seeded by (seed, role, index), and
 Pillow's JPEG encoder is deterministic: the same arguments give the same bytes.
@@ -150,8 +151,12 @@ def _sea(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return img + cv2.GaussianBlur(glint, (0, 0), 0.7)[..., None]
 
 
-def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int) -> bytes:
-    """One random view of an individual, as JPEG bytes."""
+def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int) -> tuple[bytes, tuple[int, ...]]:
+    """One random view of an individual: JPEG bytes and the fluke's box as a detector gives it.
+
+    The box is the fluke's true extent, jittered by a few percent of its size the way
+    a public fluke detector's boxes are off, and clamped to the frame.
+    """
     ppu = tex.shape[1] / (U_RANGE[1] - U_RANGE[0])
     centre_c = np.array([-U_RANGE[0], 0.05 - V_RANGE[0]]) * ppu
     s = rng.uniform(0.55, 1.0) * w / (2 * ppu)
@@ -165,6 +170,15 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
     homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     warped = cv2.warpPerspective(tex, homography, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
     grey, alpha = warped[..., 0], warped[..., 1:]
+    ys, xs = np.nonzero(alpha[..., 0] > 0.5)
+    if len(xs):
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    else:  # the fluke left the frame: the whole image
+        x0, y0, x1, y1 = 0, 0, w, h
+    jitter = rng.normal(0, 0.03, 4) * np.array([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+    box = np.round(np.array([x0, y0, x1, y1]) + jitter).astype(int)
+    box = (int(np.clip(box[0], 0, w - 2)), int(np.clip(box[1], 0, h - 2)),
+           int(np.clip(box[2], box[0] + 2, w)), int(np.clip(box[3], box[1] + 2, h)))
     ramp = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * np.float32(rng.uniform(-0.2, 0.2))
     grey = np.clip(grey * np.float32(rng.uniform(0.65, 1.3)) + ramp, 0, 1) ** np.float32(rng.uniform(0.75, 1.4))
     tint = (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
@@ -208,7 +222,7 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
     buf = io.BytesIO()
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
         buf, "JPEG", quality=int(rng.integers(55, 96)))
-    return buf.getvalue()
+    return buf.getvalue(), box
 
 
 def _plan(rng: np.random.Generator, individuals: int) -> list[tuple[int, str, str]]:
@@ -266,11 +280,10 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
     names = [n + ".jpg" for n in _unique_hex(rng, len(plan), 8)]
     order = sorted(range(len(plan)), key=lambda k: plan[k][0])
     cache: dict[int, tuple[dict, np.ndarray]] = {}
-    steps = order
-    if progress:
-        from rich.progress import track
+    from ..progress import progress as _progress
 
-        steps = track(order, description="synthetic flukes")
+    steps = _progress(order, total=len(order), description="synthetic flukes", quiet=not progress, unit="photos")
+    boxes: dict[str, tuple[int, ...]] = {}
     for k in steps:
         who, split, _ = plan[k]
         if who not in cache:
@@ -278,7 +291,8 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
             ind = _individual(np.random.default_rng([seed, 1, who]))
             cache[who] = (ind, _texture(ind, width))
         ind, tex = cache[who]
-        (out / split / names[k]).write_bytes(_photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height))
+        jpeg, boxes[names[k]] = _photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height)
+        (out / split / names[k]).write_bytes(jpeg)
 
     rows = pd.DataFrame({"Image": names, "Id": [p[2] for p in plan], "split": [p[1] for p in plan]})
     train = rows[rows.split == "train"][["Image", "Id"]].sort_values("Image")
@@ -294,6 +308,8 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
         "test_images": len(answers), "test_new_whale": int((answers.Id == NEW_WHALE).sum()),
     }
     write_csv(out / "answers.csv", answers)
+    write_csv(out / "boxes.csv", pd.DataFrame(
+        [(n, *boxes[n]) for n in sorted(boxes)], columns=["Image", "x0", "y0", "x1", "y1"]))
     write_csv(out / "sample_submission.csv", answers.assign(Id=placeholder))
     write_text(marker, json.dumps(summary, indent=2) + "\n")
     write_csv(out / "train.csv", train)

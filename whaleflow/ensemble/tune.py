@@ -34,7 +34,6 @@ starts a new study in the same file.
 from __future__ import annotations
 
 import hashlib
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..progress import progress_bar
 from .blend import blend_matrices
 
 __all__ = ["BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
@@ -255,9 +255,8 @@ def tune_blend(
                 study.enqueue_trial({k: 1.0 for k in keys}, skip_if_exists=True)
                 waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.trials)
                 n_run = max(int(trials), waiting)
-                study.optimize(objective, n_trials=n_run, callbacks=[_Progress(n_run)] if progress else None)
-                if progress:
-                    print(file=sys.stderr, flush=True)
+                with progress_bar(n_run, "ensemble: Optuna blend trials", quiet=not progress, unit="trials") as bar:
+                    study.optimize(objective, n_trials=n_run, callbacks=[_Progress(bar)])
                 best = study.best_trial
                 n_total = len(study.trials)
         finally:
@@ -294,16 +293,14 @@ def tune_blend(
 
 
 class _Progress:
-    """One overwritten stderr line: trial i/N and the best CV MAP@5 so far."""
+    """Advance the progress bar with the best cross-validated MAP@5 so far as its note."""
 
-    def __init__(self, total: int):
-        self.total, self.done = total, 0
+    def __init__(self, bar):
+        self.bar = bar
 
     def __call__(self, study, trial) -> None:
-        self.done += 1
         try:
-            best = f"{study.best_value:.4f}"
+            best = f"best CV MAP@5 {study.best_value:.4f}"
         except ValueError:
-            best = "-"
-        print(f"\rensemble: Optuna trial {self.done}/{self.total}  best CV MAP@5 {best}",
-              end="", file=sys.stderr, flush=True)
+            best = ""
+        self.bar.advance(note=best)

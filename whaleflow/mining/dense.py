@@ -73,7 +73,7 @@ def noisy_scores(scores: np.ndarray, noise: float, rng: np.random.Generator) -> 
     return out
 
 
-def _feasible(row_codes: np.ndarray, col_codes: np.ndarray) -> bool:
+def assignable(row_codes: np.ndarray, col_codes: np.ndarray) -> bool:
     """Does an assignment of every row to a distinct column of another label exist?"""
     R, C = len(row_codes), len(col_codes)
     if R > C:
@@ -98,7 +98,7 @@ def assign_max(
         return out
     lo, hi = float(scores.min()), float(scores.max())
     cost = np.negative(scores, out=scores)
-    feasible = _feasible(row_codes, col_codes)
+    feasible = assignable(row_codes, col_codes)
     # Forbidden cells: +inf when a full assignment exists, else a penalty larger than
     # any total-score gain, so the solver uses as few forbidden cells as it can.
     bad = np.inf if feasible else -lo + R * (hi - lo + 1.0) + 1.0

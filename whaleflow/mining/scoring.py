@@ -24,8 +24,11 @@ from torch import nn
 from .dense import label_codes
 from .knn import NO_NEIGHBOUR, as_feature_tensor, knn_other
 
-#: Upper bound on ``rows × cols × D`` per head call: ~256 MB of float32 per intermediate.
-MAX_TILE_ELEMENTS = 1 << 26
+#: Upper bound on ``rows × cols × D`` per head call, by device type. On the 2-core
+#: dev machine CPU speed was flat from 1 MB to 256 MB of float32 per intermediate
+#: (square sub-tiles), but tiny tiles suffered most when other processes competed
+#: for the cores: 16 MB keeps memory low without that; a GPU wants large tiles.
+MAX_TILE_ELEMENTS = {"cpu": 1 << 22, "default": 1 << 26}
 
 
 @contextlib.contextmanager
@@ -59,9 +62,14 @@ def _setup(features, device, dtype) -> torch.Tensor:
 
 
 def _tile(pair, xa: torch.Tensor, xb: torch.Tensor) -> np.ndarray:
-    step = max(1, MAX_TILE_ELEMENTS // max(1, len(xb) * xa.shape[1]))
-    parts = [pair(xa[s : s + step], xb) for s in range(0, len(xa), step)]
-    return torch.cat(parts).float().cpu().numpy()
+    """Scores of ``xa × xb`` in square sub-tiles of at most the device's budget."""
+    budget = MAX_TILE_ELEMENTS.get(xa.device.type, MAX_TILE_ELEMENTS["default"])
+    side = max(1, int((budget / xa.shape[1]) ** 0.5))
+    out = torch.empty(len(xa), len(xb), device=xa.device)
+    for r in range(0, len(xa), side):
+        for c in range(0, len(xb), side):
+            out[r : r + side, c : c + side] = pair(xa[r : r + side], xb[c : c + side])
+    return out.cpu().numpy()
 
 
 @torch.inference_mode()
@@ -70,8 +78,8 @@ def score_all_pairs(
 ) -> np.ndarray:
     """(N, N) float32 matrix of head logits for every ordered pair of ``features`` rows.
 
-    Tiles of ``block_size × block_size`` pairs (split further so no intermediate
-    exceeds :data:`MAX_TILE_ELEMENTS`). A head with ``symmetric=True`` is evaluated
+    Tiles of ``block_size × block_size`` pairs (each split into square sub-tiles
+    so no intermediate exceeds :data:`MAX_TILE_ELEMENTS` for the device). A head with ``symmetric=True`` is evaluated
     on the upper tiles only and mirrored, halving the work; the matrix is then
     exactly symmetric. The diagonal is scored too (callers forbid it by label).
     """

@@ -13,7 +13,10 @@ Fallback when the sparse graph has no full matching: the graph is rebuilt with o
 dummy column per row at a cost above any real matching, which yields a maximum
 matching of least cost; the unmatched rows and unused columns then get a *dense*
 assignment among themselves (:func:`.dense.assign_max`, with its own fallback when
-one individual dominates) if there are at most ``max_residual`` of them; rows still
+one individual dominates) if there are at most ``max_residual`` of them. If those
+alone cannot be assigned (say all of one individual) while the whole problem can,
+matched rows of least score are released into the residual (doubling) until it
+can, so partners stay a permutation whenever the dense problem has one. Rows still
 without a partner take their best candidate (which may repeat). The benchmark
 (``benchmarks/lap_mining.py``) reports how often each step is needed.
 
@@ -35,9 +38,9 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from .dense import (NO_PARTNER, as_rng, assign_max, check_square, class_groups, label_codes,
-                    noisy_scores, positives_by_class)
-from .knn import as_feature_tensor, knn_other, topk_other
+from .dense import (NO_PARTNER, assignable, as_rng, assign_max, check_square, class_groups, label_codes,
+                    positives_by_class)
+from .knn import features_tensor, knn_other, pair_dots, topk_other
 
 ScoresFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -81,22 +84,48 @@ def _match(rows, cols, vals, n: int, info: dict) -> np.ndarray:
     return partner
 
 
+def _residual_rows(partner, codes, rows, cols, vals, max_residual: int) -> np.ndarray:
+    """Rows to re-assign densely: the unmatched ones, plus — when those and the free
+    columns alone cannot be assigned (e.g. all of one individual) — matched rows of
+    least score, doubling in number until the residual is feasible or too large."""
+    n = len(partner)
+    todo = np.flatnonzero(partner < 0)
+    used = np.zeros(n, dtype=bool)
+    used[partner[partner >= 0]] = True
+    free = np.flatnonzero(~used)
+    if assignable(codes[todo], codes[free]) or not assignable(codes, codes):
+        return todo
+    matched = np.flatnonzero(partner >= 0)
+    at = np.searchsorted(rows * n + cols, matched * n + partner[matched])
+    release = matched[np.argsort(vals[at], kind="stable")]
+    m = len(todo)
+    while len(todo) + m <= max_residual:
+        extra = release[:m]
+        if assignable(codes[np.concatenate([todo, extra])], codes[np.concatenate([free, partner[extra]])]):
+            return np.concatenate([todo, extra])
+        if m >= len(release):
+            break
+        m *= 2
+    return todo  # no small feasible residual: assign_max's own fallback takes over
+
+
 def _complete(partner, codes, rows, cols, vals, residual_fn, max_residual: int, info: dict) -> None:
     """Fill unmatched rows: dense residual assignment, then best candidate."""
-    unmatched = np.flatnonzero(partner < 0)
-    info["unmatched"] = len(unmatched)
+    info["unmatched"] = int((partner < 0).sum())
     info["residual"] = 0
-    if len(unmatched) == 0:
+    if info["unmatched"] == 0:
         return
-    if len(unmatched) <= max_residual:
+    todo = _residual_rows(partner, codes, rows, cols, vals, max_residual)
+    if len(todo) <= max_residual:
+        partner[todo] = NO_PARTNER
         used = np.zeros(len(partner), dtype=bool)
         used[partner[partner >= 0]] = True
         free = np.flatnonzero(~used)
         sub_info = {"fallback_rows": 0}  # counts its own rows left without a partner too
-        sub = assign_max(residual_fn(unmatched, free), codes[unmatched], codes[free], info=sub_info)
+        sub = assign_max(residual_fn(todo, free), codes[todo], codes[free], info=sub_info)
         ok = sub >= 0
-        partner[unmatched[ok]] = free[sub[ok]]
-        info["residual"] = len(unmatched)
+        partner[todo[ok]] = free[sub[ok]]
+        info["residual"] = len(todo)
         info["fallback_rows"] += sub_info["fallback_rows"]
     left = np.flatnonzero(partner < 0)
     if info["residual"] == 0:
@@ -115,22 +144,6 @@ def _random_edges(codes: np.ndarray, m: int, rng: np.random.Generator) -> np.nda
     cols = rng.integers(0, n, size=(n, m))
     cols[codes[cols] == codes[:, None]] = -1
     return cols
-
-
-def pair_dots(f: torch.Tensor, rows: np.ndarray, cols: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Dot products ``f[rows[e]] · f[cols[e]]`` per edge, in chunks (float64)."""
-    out = np.empty(len(rows), dtype=np.float64)
-    with torch.inference_mode():
-        for s in range(0, len(rows), chunk):
-            r = torch.as_tensor(rows[s : s + chunk], device=f.device)
-            c = torch.as_tensor(cols[s : s + chunk], device=f.device)
-            out[s : s + chunk] = (f[r] * f[c]).sum(1).double().cpu().numpy()
-    return out
-
-
-def _features(features, normalize: bool) -> torch.Tensor:
-    f = as_feature_tensor(features)
-    return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12) if normalize else f
 
 
 def _grid_scores(f: torch.Tensor, scores_fn: ScoresFn | None, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -164,13 +177,13 @@ def sparse_hard_negatives(
     scores: the dot product, or ``scores_fn(i_idx, j_idx)`` (e.g. a pair head,
     :func:`whaleflow.mining.head_scores_fn`), plus N(0, noise²). Returns ``partner``
     (int64, N) like :func:`.dense.hard_negatives`. ``info`` (a dict) receives
-    ``edges, unmatched, residual, fallback_rows, knn_seconds, solve_seconds``.
+    ``edges, unmatched, residual, fallback_rows, candidate_seconds, solve_seconds``.
     """
     info = {} if info is None else info
     info["fallback_rows"] = 0
     rng = as_rng(rng)
     t0 = time.perf_counter()
-    f = _features(features, normalize)
+    f = features_tensor(features, normalize)
     codes = label_codes(labels, f.shape[0])
     idx, val = knn_other(f, codes, k, block_size=block_size)
     if random_candidates > 0:
@@ -193,7 +206,7 @@ def sparse_hard_negatives(
         vals = vals + noise * rng.standard_normal(len(vals))
     partner = _match(rows, cols, vals, len(codes), info)
     _complete(partner, codes, rows, cols, vals, residual, max_residual, info)
-    info.update(edges=len(rows), knn_seconds=t1 - t0, solve_seconds=time.perf_counter() - t1)
+    info.update(edges=len(rows), candidate_seconds=t1 - t0, solve_seconds=time.perf_counter() - t1)
     return partner
 
 
@@ -210,32 +223,47 @@ def sparse_hard_negatives_from_scores(
 ) -> np.ndarray:
     """The sparse solver on a dense N×N matrix: top-``k`` allowed columns per row.
 
-    Noise is drawn exactly as :func:`.dense.hard_negatives` draws it (one float64
-    noisy copy), so with ``k ≥ N − 1`` both return the same assignment for the same
-    seed. Without noise the matrix is read block by block and not copied.
+    The matrix is read block by block and never copied whole. Noise is drawn as
+    :func:`.dense.hard_negatives` draws it (float64, row blocks in order), and the
+    top k are taken on the noisy rows, so with ``k ≥ N − 1`` both return the same
+    assignment for the same seed. A reverse-only candidate (j, i) gets the noise
+    drawn for (i, j); residual cells (fallback only) get fresh noise.
     """
     info = {} if info is None else info
     info["fallback_rows"] = 0
     scores = check_square(scores)
     codes = label_codes(labels, scores.shape[0])
     rng = as_rng(rng)
+    if noise < 0:
+        raise ValueError(f"noise must be ≥ 0, got {noise}")
     t0 = time.perf_counter()
-    m = noisy_scores(scores, noise, rng) if noise > 0 else scores
 
     def block(s, e):
-        b = torch.tensor(np.asarray(m[s:e]))
-        if not torch.isfinite(b).all():
+        b = np.array(scores[s:e], dtype=np.float64 if noise > 0 else np.promote_types(scores.dtype, np.float32))
+        if not np.isfinite(b).all():
             raise ValueError("scores contain NaN or inf (forbidden cells come from labels, not from inf scores)")
-        return b
+        if noise > 0:
+            b += noise * rng.standard_normal(b.shape)
+        return torch.from_numpy(b)
 
-    idx, _ = topk_other(block, codes, k, block_size=block_size)
-    rows, cols, _ = candidate_edges(idx)
-    vals = m[rows, cols].astype(np.float64)
+    idx, val = topk_other(block, codes, k, block_size=block_size)
+    rows, cols, src = candidate_edges(idx)
+    vals = scores[rows, cols].astype(np.float64)
+    if noise > 0:
+        nk = idx.size
+        q = src % nk  # the forward entry each edge came from
+        fwd = val.ravel()[q]
+        own = scores[q // idx.shape[1], idx.ravel()[q]].astype(np.float64)
+        vals = np.where(src < nk, fwd, vals + (fwd - own))
     t1 = time.perf_counter()
     partner = _match(rows, cols, vals, len(codes), info)
-    residual = lambda a, b: np.array(m[np.ix_(a, b)], dtype=np.float64)  # noqa: E731
+
+    def residual(a, b):
+        r = np.array(scores[np.ix_(a, b)], dtype=np.float64)
+        return r + noise * rng.standard_normal(r.shape) if noise > 0 else r
+
     _complete(partner, codes, rows, cols, vals, residual, max_residual, info)
-    info.update(edges=len(rows), knn_seconds=t1 - t0, solve_seconds=time.perf_counter() - t1)
+    info.update(edges=len(rows), candidate_seconds=t1 - t0, solve_seconds=time.perf_counter() - t1)
     return partner
 
 
@@ -247,7 +275,7 @@ def hard_positives_from_features(
     All within-individual pairs (Σ n_c², small) are scored in one batch; with the
     same scores and seed the result equals the dense one.
     """
-    f = _features(features, normalize)
+    f = features_tensor(features, normalize)
     codes = label_codes(labels, f.shape[0])
     groups = [g for g in class_groups(codes) if len(g) > 2]
     blocks: dict[int, np.ndarray] = {}

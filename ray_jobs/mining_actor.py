@@ -1,0 +1,271 @@
+"""The MiningActor: a siamese trial's N×N score matrix and its LAP solves, off the training loop.
+
+The trial scores all training pairs in row blocks and streams them here
+(``write_rows``); ``solve`` runs the miner (``whaleflow.mining``, dense or sparse) in
+the actor's own thread while the trial goes on training on the previous pairs, and
+the trial picks the new pairs up at a later epoch. Methods sit in separate
+concurrency groups — ``rows`` (writes), ``solve`` (one LAP at a time) and ``query``
+(``latest``/``stats``) — so a write is never queued behind a solve that takes minutes
+at N ≈ 30,000 (scipy's solvers release the GIL). Each mining round writes into its
+own matrix, so a round can be filled while the previous one is still being solved.
+
+:class:`RayMiningClient` is the trial's side (the ``submit``/``poll``/``status``
+interface of ``whaleflow.families.mining_client``). It never lets the trial hang:
+every wait has ``ray.mining_timeout_s``; when the actor dies or stops answering, the
+trial trains on random pairs and says so (``mining_source='random (actor lost)'``), and
+the next mining round starts a new actor, which rebuilds its matrix from that round's
+rows.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import ray
+
+from whaleflow.config import MiningConfig, from_dict, to_dict
+
+#: matrices above this many bytes in float32 are held as float16 (scores are probabilities in [0, 1])
+FLOAT16_ABOVE_BYTES = 1 << 30
+
+
+@ray.remote(concurrency_groups={"rows": 2, "solve": 1, "query": 1})
+class MiningActor:
+    """``MiningActor.remote(mining, dtype="float32")``; one per siamese trial.
+
+    ``mining``: a ``mining:`` config section as a dict (the usual case), or any miner
+    object with ``mine(matrix, labels, epoch=, rng=)`` returning ``MinedPairs``.
+    """
+
+    def __init__(self, mining: Any, dtype: str = "float32"):
+        from whaleflow.mining import build_miner
+
+        self.miner = build_miner(from_dict(MiningConfig, mining)) if isinstance(mining, dict) else mining
+        self.dtype = np.dtype(dtype)
+        self._lock = threading.Lock()
+        self._rounds: dict[int, dict[str, Any]] = {}
+        self._solving: int | None = None
+        self._latest: dict[str, Any] | None = None
+        self._solves = 0
+        self._rows_written = 0
+
+    @ray.method(concurrency_group="rows")
+    def write_rows(self, round_id: int, n: int, start: int, block: np.ndarray) -> int:
+        """Copy a row block into round ``round_id``'s matrix (allocated on its first block)."""
+        with self._lock:
+            rnd = self._rounds.get(round_id)
+            if rnd is None:
+                # a newer round abandons older unfinished ones (not the one being solved)
+                for old in [r for r in self._rounds if r < round_id and r != self._solving]:
+                    del self._rounds[old]
+                rnd = self._rounds[round_id] = {"matrix": np.empty((n, n), self.dtype), "filled": 0, "n": n}
+        rows = np.asarray(block)
+        if rows.ndim != 2 or rows.shape[1] != n or start < 0 or start + len(rows) > n:
+            raise ValueError(f"row block of shape {rows.shape} at row {start} does not fit an {n}×{n} matrix")
+        rnd["matrix"][start : start + len(rows)] = rows  # copies: object-store arrays are read-only
+        with self._lock:
+            rnd["filled"] += len(rows)
+            self._rows_written += len(rows)
+            return rnd["filled"]
+
+    @ray.method(concurrency_group="solve")
+    def solve(self, round_id: int, epoch: int, labels: np.ndarray, seed: int) -> dict[str, Any]:
+        """Mine round ``round_id`` (every row written) and keep the pairs as the latest."""
+        with self._lock:
+            rnd = self._rounds.get(round_id)
+            if rnd is None:
+                raise KeyError(f"mining round {round_id} has no rows here (was the actor restarted?)")
+            if rnd["filled"] != rnd["n"]:
+                raise ValueError(f"mining round {round_id}: {rnd['filled']} of {rnd['n']} rows written")
+            self._solving = round_id
+        try:
+            rng = np.random.default_rng([int(seed), int(epoch)])
+            pairs = self.miner.mine(rnd["matrix"], np.asarray(labels), epoch=epoch, rng=rng)
+        finally:
+            with self._lock:
+                self._solving = None
+                self._rounds.pop(round_id, None)
+        out = {
+            "round": round_id, "epoch": epoch,
+            "neg_a": pairs.neg_a, "neg_b": pairs.neg_b, "pos_a": pairs.pos_a, "pos_b": pairs.pos_b,
+            "hardness": float(pairs.hardness), "seconds": float(pairs.seconds),
+        }
+        with self._lock:
+            self._solves += 1
+            out["solves"] = self._solves
+            self._latest = out
+        return out
+
+    @ray.method(concurrency_group="query")
+    def latest(self, after_round: int = -1) -> dict[str, Any] | None:
+        """The newest mined pairs (with solve time and hardness) if newer than ``after_round``."""
+        with self._lock:
+            if self._latest is None or self._latest["round"] <= after_round:
+                return None
+            return self._latest
+
+    @ray.method(concurrency_group="query")
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"solves": self._solves, "rows_written": self._rows_written, "solving": self._solving,
+                    "rounds_held": sorted(self._rounds), "dtype": self.dtype.name, "pid": os.getpid()}
+
+
+def matrix_dtype(n: int, dtype: str = "auto") -> str:
+    """``auto``: float32 unless the N×N matrix would pass 1 GiB, then float16 (half the memory)."""
+    if dtype != "auto":
+        return np.dtype(dtype).name
+    return "float16" if n * n * 4 > FLOAT16_ABOVE_BYTES else "float32"
+
+
+def _empty_pairs():
+    from whaleflow.mining import MinedPairs
+
+    e = np.zeros(0, np.int64)
+    return MinedPairs(e, e, e, e, float("nan"), 0.0)
+
+
+class RayMiningClient:
+    """A siamese trial's handle on its MiningActor (created lazily, recreated after a loss)."""
+
+    _ids = itertools.count()
+
+    def __init__(self, mining_cfg: MiningConfig, *, seed: int = 0, timeout_s: float = 120.0,
+                 actor_cpus: float = 0.0, name: str | None = None, dtype: str = "auto",
+                 max_in_flight: int = 4, bundle_index: int | None = None):
+        self.mining = to_dict(mining_cfg)
+        self.seed, self.timeout_s, self.actor_cpus = seed, float(timeout_s), float(actor_cpus)
+        self.name = name or f"whaleflow-miner-{os.getpid()}-{next(self._ids)}"
+        self.dtype, self.max_in_flight, self.bundle_index = dtype, max(1, max_in_flight), bundle_index
+        self.actor = None
+        self.generation = 0          # actors created so far
+        self.losses = 0              # actors lost (died, hung or timed out)
+        self._round = 0
+        self._pending: tuple[Any, float, int] | None = None
+        self._ready: dict[str, Any] | None = None
+        self._drop_pairs = False     # hand the trial empty pairs once (→ random) after a loss
+        self._status: dict[str, Any] = {"mining_source": "random (waiting for miner)", "mining_solves": 0}
+
+    # ------------------------------------------------------------------ actor lifecycle
+    def _scheduling(self):
+        from ray.util.placement_group import get_current_placement_group
+        from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                                    PlacementGroupSchedulingStrategy)
+
+        pg = get_current_placement_group()
+        if pg is not None:  # inside a trial: in its placement group (its own bundle when it has CPUs)
+            index = self.bundle_index if self.bundle_index is not None else (1 if self.actor_cpus > 0 else 0)
+            return PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)
+        return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
+    def _ensure_actor(self, n: int):
+        if self.actor is None:
+            self.generation += 1
+            self.actor = MiningActor.options(
+                name=f"{self.name}-g{self.generation}", num_cpus=self.actor_cpus,
+                scheduling_strategy=self._scheduling(), max_restarts=0,
+            ).remote(self.mining, matrix_dtype(n, self.dtype))
+        return self.actor
+
+    def _lose(self, reason: str) -> None:
+        """Forget the actor (killing it if it hangs); train on random pairs until a new one delivers."""
+        if self.actor is not None:
+            try:
+                ray.kill(self.actor)
+            except Exception:  # already gone
+                pass
+        # pairs it finished but the trial has not taken yet go too: after a loss, random until a new actor delivers
+        self.actor, self._pending, self._ready, self._drop_pairs = None, None, None, True
+        self.losses += 1
+        self._status.update(mining_source=f"random ({reason})", mining_actor_losses=self.losses)
+
+    def close(self) -> None:
+        if self.actor is not None:
+            try:
+                ray.kill(self.actor)
+            except Exception:
+                pass
+            self.actor = None
+
+    # ------------------------------------------------------------------ MiningClient interface
+    def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray) -> None:
+        """Stream the rows to the actor and start a solve; returns without waiting for the solve.
+
+        If the previous solve is still running, this round is skipped before any row is
+        scored (``row_blocks`` is lazy), so a slow solver never makes the trial score rows
+        it cannot use.
+        """
+        self._collect()
+        if self._pending is not None:
+            self._status["mining_skipped_round"] = epoch
+            return
+        try:
+            actor = self._ensure_actor(n)
+            self._round += 1
+            dtype = np.dtype(matrix_dtype(n, self.dtype))
+            refs: list = []
+            for start, block in row_blocks:
+                refs.append(actor.write_rows.remote(self._round, n, int(start), np.ascontiguousarray(block, dtype)))
+                while len(refs) >= self.max_in_flight:
+                    done, refs = ray.wait(refs, num_returns=1, timeout=self.timeout_s)
+                    if not done:
+                        raise TimeoutError
+                    ray.get(done)
+            ray.get(refs, timeout=self.timeout_s)
+            ref = actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed)
+            self._pending = (ref, time.time(), epoch)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            self._lose("actor lost")
+        except (TimeoutError, ray.exceptions.GetTimeoutError):
+            self._lose("mining timed out")
+        except ray.exceptions.RayTaskError as exc:
+            self._failed(exc)
+
+    def _collect(self) -> None:
+        """Without blocking: move a finished solve into ``_ready``; notice deaths and timeouts."""
+        if self._pending is None:
+            return
+        ref, started, _ = self._pending
+        if ray.wait([ref], timeout=0)[0]:
+            self._pending = None
+            try:
+                self._ready = ray.get(ref, timeout=self.timeout_s)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                self._lose("actor lost")
+            except ray.exceptions.RayTaskError as exc:
+                self._failed(exc)
+        elif time.time() - started > self.timeout_s:
+            self._lose("mining timed out")
+
+    def _failed(self, exc) -> None:
+        """The miner raised (a bug or bad rows): keep the actor, train on random pairs, say why."""
+        self._pending, self._drop_pairs = None, True
+        self._status["mining_source"] = f"random (mining failed: {type(getattr(exc, 'cause', exc)).__name__})"
+
+    def poll(self):
+        """The newest finished pairs, or None; never blocks (empty pairs after a loss → random)."""
+        self._collect()
+        if self._ready is not None:
+            out, self._ready = self._ready, None
+            return self._accept(out)
+        if self._drop_pairs:
+            self._drop_pairs = False
+            return _empty_pairs()
+        return None
+
+    def _accept(self, out: dict[str, Any]):
+        from whaleflow.mining import MinedPairs
+
+        self._drop_pairs = False
+        self._status.update(mining_source="lap (actor)", mining_seconds=out["seconds"],
+                            mining_hardness=out["hardness"], mining_solves=self._status["mining_solves"] + 1,
+                            mining_epoch=out["epoch"], mining_actor_losses=self.losses)
+        return MinedPairs(np.asarray(out["neg_a"]), np.asarray(out["neg_b"]), np.asarray(out["pos_a"]),
+                          np.asarray(out["pos_b"]), out["hardness"], out["seconds"])
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._status)

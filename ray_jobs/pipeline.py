@@ -1,0 +1,149 @@
+"""``whaleflow run``/``tune``/``ensemble`` on Ray: prepare → Tune experiment → ensemble task.
+
+The same steps as ``whaleflow.pipeline.run_local``, with the models trained as one
+Tune experiment and the ensemble as a Ray task; both end in ``finalize``.
+
+Ray is started only inside :func:`ray_session`, never at import: with no
+``ray.address`` a local Ray with this machine's GPUs (trials queue for them) and a
+modest object store; with ``auto`` or ``HOST:PORT`` it joins a running cluster (Ray
+2.60 clusters use token authentication: set ``RAY_AUTH_MODE=token`` and make the
+cluster's token available, see README). A session that finds Ray already initialised
+(a test, a notebook, ``ray job submit``'s driver) uses it and leaves it running.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from whaleflow.config import Config
+from whaleflow.errors import WhaleflowError
+
+#: the local object store: enough for mining row blocks in flight, far below Ray's 30 % of RAM
+DEFAULT_OBJECT_STORE = 2 << 30
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def object_store_bytes(cfg: Config) -> int:
+    if cfg.ray.object_store_memory:
+        return int(cfg.ray.object_store_memory)
+    return int(max(256 << 20, min(DEFAULT_OBJECT_STORE, 0.15 * _total_memory())))
+
+
+@contextlib.contextmanager
+def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
+    """Connect to (or start) Ray for the duration; yields whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        yield False
+        return
+    quiet = cfg.output.quiet or not progress
+    kwargs: dict[str, Any] = dict(log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.WARNING)
+    try:
+        if cfg.ray.address:
+            ray.init(address=cfg.ray.address, **kwargs)
+        else:
+            ray.init(object_store_memory=object_store_bytes(cfg), **kwargs)
+    except ray.exceptions.AuthenticationError as exc:
+        raise WhaleflowError(
+            f"Ray refused the connection to {cfg.ray.address}: {exc.message}. Fix: export RAY_AUTH_MODE=token "
+            "and put the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN); `ray get-auth-token` on "
+            "the head node prints it.") from None
+    except ConnectionError as exc:
+        raise WhaleflowError(
+            f"cannot reach a Ray cluster at {cfg.ray.address!r} ({exc}). Fix: start one (`ray start --head`, "
+            "or `ray up cluster.yaml`), or leave out --address to run a local Ray.") from None
+    if not quiet:
+        res = ray.cluster_resources()
+        where = cfg.ray.address or "a local Ray"
+        print(f"Ray: {where} with {res.get('CPU', 0):g} CPUs and {res.get('GPU', 0):g} GPUs")
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def absolute(cfg: Config) -> Config:
+    """Trials and tasks run in other folders and on other nodes: give them absolute paths."""
+    data = cfg.data
+    if data.root:
+        data = dataclasses.replace(data, root=str(Path(data.root).resolve()))
+    out = dataclasses.replace(cfg.output, dir=str(Path(cfg.output.dir).resolve()))
+    return dataclasses.replace(cfg, data=data, output=out)
+
+
+def _prepared(cfg: Config, progress: bool):
+    """Prepare the data (reused when unchanged) and hand back the opened folder."""
+    from whaleflow.pipeline import run_prepare
+
+    return run_prepare(cfg, progress=progress)
+
+
+def _duplicates(cfg: Config, prepared) -> dict | None:
+    return getattr(prepared, "test_duplicates", None) if cfg.predict.use_duplicates else None
+
+
+def run_tune(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """``whaleflow tune``: prepare if needed, then train every model variant as one Tune experiment."""
+    from whaleflow.pipeline import start_run
+
+    from .tuner import run_experiment
+
+    cfg = absolute(start_run(cfg, progress=progress))
+    _prepared(cfg, progress)
+    with ray_session(cfg, progress=progress):
+        return run_experiment(cfg, resume=resume, progress=progress)
+
+
+def run_ensemble_job(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
+    """``whaleflow ensemble``: blend a run's finished trials in a Ray task, then write summary.json."""
+    from whaleflow.data.prepare import load_prepared
+    from whaleflow.pipeline import finalize, start_run
+
+    from .ensemble_driver import run_ensemble_task
+
+    cfg = absolute(start_run(cfg, progress=progress))
+    pdir = Path(cfg.output.dir) / "prepared"
+    prepared = load_prepared(pdir) if (pdir / "summary.json").is_file() else None
+    t0 = time.time()
+    with ray_session(cfg, progress=progress):
+        ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
+    if prepared is None:
+        return ensemble
+    return finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=progress)
+
+
+def run_ray(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """``whaleflow run``: prepare → Tune experiment → ensemble task → submission and summary."""
+    from whaleflow.pipeline import finalize, start_run
+
+    from .ensemble_driver import run_ensemble_task
+    from .tuner import run_experiment
+
+    timings: dict[str, float] = {}
+    t0 = time.time()
+    cfg = absolute(start_run(cfg, progress=progress))
+    prepared = _prepared(cfg, progress)
+    timings["prepare_s"] = time.time() - t0
+    with ray_session(cfg, progress=progress):
+        t = time.time()
+        tuned = run_experiment(cfg, resume=resume, progress=progress)
+        timings["tune_s"] = time.time() - t
+        t = time.time()
+        ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
+        timings["ensemble_s"] = time.time() - t
+    timings["total_s"] = time.time() - t0
+    summary = finalize(cfg, prepared, ensemble, timings, progress=progress)
+    summary["tune"] = tuned
+    return summary

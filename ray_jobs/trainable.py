@@ -1,0 +1,153 @@
+"""The Tune trainable: one trial = one model variant, trained by the library's ``train_model``.
+
+A plain function (Tune's function API). It rebuilds the run's ``Config`` from the
+driver's dict plus the trial's sampled params, loads the prepared data from the run
+folder, and trains into ``RUN_DIR/trials/<trial name>/``, where the ensemble driver
+finds it. The only Ray-specific pieces are here:
+
+* :class:`TuneReporter`, an engine ``Callback`` that forwards each epoch's metrics to
+  ``ray.tune.report`` with the checkpoint folder the trainer just wrote;
+* resuming: when Tune restores or retries a trial, ``ray.tune.get_checkpoint()`` is
+  copied into the trial folder's ``checkpoints/`` and the trainer resumes from it
+  exactly (RNG included) — on whatever node the trial now runs;
+* the siamese family's mining goes through a :class:`~ray_jobs.mining_actor.RayMiningClient`.
+
+Each start of a trial appends a line to ``attempts.jsonl`` in its folder (node,
+process, ``CUDA_VISIBLE_DEVICES``, the epoch it starts from, start and end time): the
+record of where and when it ran, and proof of retries.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from whaleflow.config import Config, from_dict
+from whaleflow.engine import Callback
+
+SCALARS = (int, float, str, bool)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def log_attempt(trial_dir: Path, event: str, **fields) -> None:
+    """Append one JSON line to ``trial_dir/attempts.jsonl`` (small, append-only, crash-safe enough)."""
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    row = {"event": event, "time": time.time(), "pid": os.getpid(), "node_id": _node_id(),
+           "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), **fields}
+    with open(trial_dir / "attempts.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def read_attempts(trial_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(trial_dir) / "attempts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class TuneReporter(Callback):
+    """Per epoch: ``tune.report(metrics, checkpoint=...)``; the checkpoint is the trainer's folder."""
+
+    def __init__(self, trial_dir: Path, extra: dict[str, Any]):
+        self.trial_dir = trial_dir
+        self.extra = extra
+        self.last_val = 0.0
+        self.started = False
+
+    def on_fit_start(self, trainer) -> None:
+        self.started = True
+        log_attempt(self.trial_dir, "start", start_epoch=trainer.state.epoch, epochs=trainer.total_epochs)
+
+    def on_epoch_end(self, trainer, metrics: dict[str, Any]) -> None:
+        from ray import tune
+
+        row = {k: v for k, v in metrics.items() if isinstance(v, SCALARS) and k != "checkpoint_dir"}
+        if row.get("val_map5") is None:  # epochs without evaluation carry the last value (ASHA needs one)
+            row["val_map5"] = self.last_val
+        self.last_val = row["val_map5"]
+        row.update(self.extra, epochs_total=trainer.total_epochs, best_map5=trainer.state.best_map5)
+        ckpt_dir = metrics.get("checkpoint_dir")
+        checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
+        tune.report(row, checkpoint=checkpoint)
+
+
+def restore_checkpoint(checkpoint, checkpoint_dir: Path) -> bool:
+    """Copy Tune's checkpoint (the trainer's ``last.pt``/``best.pt``) into the trial folder."""
+    if checkpoint is None:
+        return False
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with checkpoint.as_directory() as src:
+        for f in Path(src).iterdir():
+            if f.is_file():
+                tmp = checkpoint_dir / f".{f.name}.restoring"
+                shutil.copy2(f, tmp)
+                os.replace(tmp, checkpoint_dir / f.name)
+    return True
+
+
+def _mining_client(cfg: Config, model_cfg, name: str):
+    from .mining_actor import RayMiningClient
+
+    return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
+                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}")
+
+
+def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extra: dict[str, Any]) -> dict:
+    from ray import tune
+
+    from whaleflow.data.prepare import load_prepared
+    from whaleflow.training import train_model
+
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "params.json").write_text(json.dumps(
+        {"model": model_cfg.name, "params": config["variant"].get("params") or {},
+         "trial_id": tune.get_context().get_trial_id()}, indent=2, default=str), encoding="utf-8")
+    extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
+    mining = _mining_client(cfg, model_cfg, extra["trial"]) if model_cfg.family == "siamese" else None
+    reporter = TuneReporter(trial_dir, extra)
+    try:
+        result = train_model(
+            cfg, model_cfg, load_prepared(Path(cfg.output.dir) / "prepared"), trial_dir,
+            callbacks=[reporter], resume=True,
+            task_kwargs={"mining_client": mining} if mining is not None else None, progress=False,
+        )
+    finally:
+        if mining is not None:
+            mining.close()
+    log_attempt(trial_dir, "end", val_map5=result.get("val_map5"))
+    return result
+
+
+def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
+    """Tune entry point: ``config`` is the trial's ``{"variant": ...}``, ``base`` the run's config dict."""
+    import torch
+    from ray import tune
+
+    from whaleflow.training import trial_finished
+
+    from .search_space import model_for_trial
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not one "checkpoint created" line per epoch
+    cfg = from_dict(Config, base)
+    model_cfg = model_for_trial(cfg, config["variant"])
+    torch.set_num_threads(max(1, int(round(cfg.ray.cpus_per_trial))))
+    name = tune.get_context().get_trial_name()
+    trial_dir = Path(cfg.output.dir) / "trials" / name
+    extra: dict[str, Any] = {"trial": name, "model": model_cfg.name, "family": model_cfg.family,
+                             "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or ""}
+    result = trial_finished(trial_dir)
+    if result is not None:  # trained by an earlier run into this run folder: leave it untouched
+        extra["skipped"] = True
+    else:
+        result = _train(cfg, model_cfg, trial_dir, config, extra)
+    final = {k: v for k, v in result.items() if isinstance(v, SCALARS)}
+    tune.report({**extra, **final, "val_map5": float(result["val_map5"]), "finished": True})

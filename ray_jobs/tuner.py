@@ -1,0 +1,242 @@
+"""How to search and how to run: the Tune experiment that trains every model variant.
+
+One experiment over all variants (not one Tuner per model): Ray then schedules every
+model's trials against the same GPUs at once — a siamese trial and a metric trial
+share the cluster instead of waiting for each other's Tuner — and ``--resume``
+restores one experiment. The three Tune pieces stay separate:
+
+* what to search — :func:`ray_jobs.search_space.param_space` (one grid entry per model);
+* how to search — :func:`tune_config`: Tune's seeded random/grid generator, or
+  :class:`~ray_jobs.variant_searcher.VariantSearcher` (one seeded Optuna study per
+  variant, in an Optuna storage object on ``RUN_DIR/tune/optuna.db``); ASHA per model
+  (:class:`~ray_jobs.per_model_asha.PerModelASHA`) or none; ``num_samples``;
+  ``max_concurrent_trials``; metric ``val_map5``, mode ``max``;
+* how to run — :func:`run_config`: storage under ``RUN_DIR/tune`` (Tune's CSV, JSON
+  and TensorBoard logs and its checkpoints live in the run folder), keep the last
+  checkpoint, ``FailureConfig(max_failures)``.
+
+Resources per trial come from ``tune.with_resources``: ``gpus_per_trial`` (fractions
+pack small models on one GPU) and ``cpus_per_trial``, plus a bundle for the mining
+actor of a siamese trial when ``mining_actor_cpus`` > 0.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from whaleflow.config import Config, to_dict
+from whaleflow.errors import WhaleflowError
+from whaleflow.io import write_json
+
+from .search_space import check_models, expanded_variants, param_space, trial_namer
+
+EXPERIMENT = "whaleflow"
+METRIC, MODE = "val_map5", "max"
+
+
+def experiment_path(cfg: Config) -> Path:
+    return Path(cfg.output.dir).resolve() / "tune" / EXPERIMENT
+
+
+def gpus_for_trials(cfg: Config) -> float:
+    """``gpus_per_trial``, or 0 on a local Ray without GPUs (nothing else could ever run it).
+
+    On a cluster (an address) the request stands: an autoscaler may still add GPU nodes.
+    """
+    import ray
+
+    want = float(cfg.ray.gpus_per_trial)
+    if want <= 0 or cfg.ray.address:
+        return max(0.0, want)
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    return 0.0 if have <= 0 else min(want, have)
+
+
+def resources_for(cfg: Config, gpus: float):
+    """Per-variant placement group: the trial's bundle, plus one for a siamese trial's mining actor."""
+    family = {m.name: m.family for m in cfg.models}
+    cpus, miner_cpus = float(cfg.ray.cpus_per_trial), float(cfg.ray.mining_actor_cpus)
+
+    def resources(config: dict) -> tune.PlacementGroupFactory:
+        bundle = {"CPU": cpus} | ({"GPU": gpus} if gpus > 0 else {})
+        bundles = [bundle]
+        if family.get(config["variant"]["model"]) == "siamese" and miner_cpus > 0:
+            bundles.append({"CPU": miner_cpus})
+        return tune.PlacementGroupFactory(bundles)
+
+    return resources
+
+
+def build_trainable(cfg: Config, gpus: float):
+    from .trainable import train_variant
+
+    base = to_dict(cfg)
+    return tune.with_resources(tune.with_parameters(train_variant, base=base), resources_for(cfg, gpus))
+
+
+def tune_config(cfg: Config):
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    r = cfg.ray
+    namer = trial_namer(cfg)
+    kwargs: dict[str, Any] = dict(metric=METRIC, mode=MODE, max_concurrent_trials=r.max_concurrent_trials,
+                                  trial_name_creator=namer, trial_dirname_creator=namer, reuse_actors=False)
+    if r.searcher == "optuna":
+        from .variant_searcher import VariantSearcher
+
+        db = experiment_path(cfg).parent / "optuna.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        searcher = VariantSearcher(expanded_variants(cfg), r.num_samples, metric=METRIC, mode=MODE,
+                                   seed=cfg.train.seed, storage_url=f"sqlite:///{db}")
+        kwargs.update(search_alg=searcher, num_samples=searcher.total)
+    elif r.searcher == "none":
+        # a SearchAlgorithm, not a Searcher: Tune ignores max_concurrent_trials for it, so it gets its own
+        kwargs.update(search_alg=BasicVariantGenerator(random_state=cfg.train.seed,
+                                                       max_concurrent=r.max_concurrent_trials or 0),
+                      num_samples=r.num_samples, max_concurrent_trials=None)
+    else:
+        raise WhaleflowError(f"ray.searcher must be 'none' or 'optuna', got {r.searcher!r}.")
+    if r.scheduler == "asha":
+        from .per_model_asha import PerModelASHA
+
+        kwargs["scheduler"] = PerModelASHA({m.name: sum(s.epochs for s in m.stages) for m in cfg.models})
+    elif r.scheduler != "none":
+        raise WhaleflowError(f"ray.scheduler must be 'none' or 'asha', got {r.scheduler!r}.")
+    return tune.TuneConfig(**kwargs)
+
+
+def run_config(cfg: Config, *, progress: bool):
+    path = experiment_path(cfg)
+    return tune.RunConfig(
+        name=path.name, storage_path=str(path.parent),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
+        verbose=0,
+        callbacks=[EpochLines(quiet=not progress, max_failures=cfg.ray.max_failures)],
+    )
+
+
+class EpochLines(tune.Callback):
+    """One console line per finished epoch and per finished, retried or failed trial."""
+
+    def __init__(self, quiet: bool = False, max_failures: int = 0):
+        self.quiet = quiet
+        self.max_failures = max_failures
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("finished"):
+            return
+        mining = f" [{result['mining_source']}]" if result.get("mining_source") else ""
+        self._say(f"[{trial}] epoch {int(result.get('epoch', 0)) + 1}/{result.get('epochs_total', '?')} "
+                  f"size {result.get('size')} loss {float(result.get('loss', float('nan'))):.4f} "
+                  f"val MAP@5 {float(result.get('val_map5', 0.0)):.3f} ({float(result.get('seconds', 0.0)):.1f}s)"
+                  f"{mining}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        res = trial.last_result or {}
+        state = "finished" if res.get("finished") else "stopped early"
+        self._say(f"[{trial}] {state}: val MAP@5 {float(res.get('val_map5', 0.0)):.4f}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._say(f"[{trial}] failed (failure {trial.num_failures} of {self.max_failures} allowed); "
+                  "retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._say(f"[{trial}] failed for good; see error.txt in {trial.local_path}")
+
+
+def _archive_previous(path: Path) -> None:
+    """A fresh (non-resume) run keeps the old experiment's logs beside it instead of mixing them."""
+    if path.exists():
+        path.rename(path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
+def run_experiment(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or with ``resume`` restore) the experiment; return a summary of its trials.
+
+    A trial folder that already holds ``result.json`` is never retrained, with or
+    without ``resume``; ``resume`` also restores Tune's own state (the searcher's
+    studies, failure counts, unfinished trials from their checkpoints).
+    """
+    check_models(cfg)
+    # With num_to_keep=1 every checkpoint forces a snapshot of the experiment state, which is
+    # what an exact resume needs; Tune warns about it when epochs are short (tiny models).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    path = experiment_path(cfg)
+    gpus = gpus_for_trials(cfg)
+    say = print if progress and not cfg.output.quiet else (lambda *a, **k: None)
+    if gpus != cfg.ray.gpus_per_trial:
+        say(f"no GPU in this Ray cluster: trials run on CPU (gpus_per_trial {cfg.ray.gpus_per_trial} → {gpus:g})")
+    trainable = build_trainable(cfg, gpus)
+    if resume and tune.Tuner.can_restore(str(path)):
+        say(f"resuming the Tune experiment in {path}")
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        if resume:
+            say(f"nothing to resume in {path}; starting the experiment")
+        _archive_previous(path)
+        tuner = tune.Tuner(trainable, param_space={} if cfg.ray.searcher == "optuna" else param_space(cfg),
+                           tune_config=tune_config(cfg), run_config=run_config(cfg, progress=progress))
+    with _quiet_tune(not progress or cfg.output.quiet):
+        results = tuner.fit()
+    return summarize(results, path)
+
+
+@contextlib.contextmanager
+def _quiet_tune(quiet: bool):
+    """Under --quiet, also silence Tune's start banner and INFO lines (verbose=0 leaves them)."""
+    if not quiet:
+        yield
+        return
+    log = logging.getLogger("ray.tune")
+    old_env, old_level = os.environ.get("RAY_AIR_NEW_OUTPUT"), log.level
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter prints nothing at verbose=0
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(old_level)
+        if old_env is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = old_env
+
+
+def summarize(results, path: Path) -> dict[str, Any]:
+    """Per trial: finished (exported), stopped (by ASHA), error, or interrupted (no ``done`` yet)."""
+    trials: dict[str, dict[str, Any]] = {}
+    for res in results:
+        m = res.metrics or {}
+        if res.error is not None:
+            state = "error"
+        elif m.get("finished"):
+            state = "finished"
+        elif m.get("done"):  # Tune marks the last result done=True when a scheduler stops a trial
+            state = "stopped"
+        else:
+            state = "interrupted"
+        trials[m.get("trial") or Path(res.path).name] = {"state": state, "val_map5": m.get("val_map5"),
+                                                         "path": res.path}
+    count = {s: sum(t["state"] == s for t in trials.values()) for s in ("finished", "stopped", "error", "interrupted")}
+    finished, interrupted = count["finished"], count["interrupted"]
+    summary = {"experiment": str(path), "trials": trials, **count}
+    write_json(path.parent / "trials.json", summary)
+    if interrupted:
+        print(f"tune: interrupted with {interrupted} trial(s) unfinished; their checkpoints are kept. "
+              "Continue with the same command plus --resume.", file=sys.stderr)
+        raise KeyboardInterrupt
+    if finished == 0:
+        detail = "; ".join(f"{n}: {t['state']}" for n, t in trials.items()) or "no trials ran"
+        raise WhaleflowError(f"no trial finished ({detail}). Each failed trial's error.txt is under {path}.")
+    return summary

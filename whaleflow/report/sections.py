@@ -1,0 +1,256 @@
+"""The report's sections as HTML, each from :class:`RunArtifacts` and its rendered figures.
+
+Each function takes the loaded run and a ``figs`` mapping (figure key → image ``src``,
+absent when the figure could not be drawn) and returns one ``<section>``; when its
+input is missing it says so in a note instead of failing, so a half-finished run still
+gets a useful page.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+
+from ..labels import NEW_WHALE
+from .artifacts import RunArtifacts
+from .figures import ENSEMBLE_COLOR, model_colors
+from .html import card, esc, figure, fmt, key_values, map_bar, note, notes_list, section, seconds, table
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "–"
+
+
+def headline_cards(art: RunArtifacts) -> str:
+    """The numbers a person looks for first: ensemble and test MAP@5, best model, misses."""
+    rows = [r for r in art.model_rows() if r["val_map5"] is not None]
+    ens, cards = art.ensemble_val_map5(), []
+    best = max(rows, key=lambda r: r["val_map5"]) if rows else None
+    if ens is not None:
+        sub = (f"best single model {esc(best['name'])}: {best['val_map5']:.3f} ({ens - best['val_map5']:+.3f})"
+               if best else "")
+        cards.append(card("Ensemble · validation MAP@5", f"{ens:.3f}", sub, "good"))
+    elif best:
+        cards.append(card("Best model · validation MAP@5", f"{best['val_map5']:.3f}", esc(best["name"]), "warn"))
+    test, base = art.summary.get("test_map5"), art.summary.get("test_map5_frequency_baseline")
+    if test is not None:
+        sub = f"frequency baseline {base:.3f} ({test - base:+.3f})" if base is not None else "scored on answers.csv"
+        cards.append(card("Test MAP@5", f"{test:.3f}", sub, "good" if base is None or test > base else "bad"))
+    weights = art.blend_weights()
+    if weights:
+        total = sum(max(0.0, w) for w in weights.values()) or 1.0
+        top = sorted(weights.items(), key=lambda kv: -kv[1])[:3]
+        cards.append(card("Models blended", str(len(weights)),
+                          ", ".join(f"{esc(n)} {100 * max(0.0, w) / total:.0f} %" for n, w in top)))
+    vp = art.val_predictions
+    if vp is not None and len(vp):
+        miss = int((vp["hit_position"] == 0).sum())
+        cards.append(card("Validation misses", f"{miss} / {len(vp)}",
+                          f"{_pct(miss, len(vp))} with the truth outside the top-5", "bad" if miss else "good"))
+    if not cards:
+        cards.append(card("Run", "no results yet", "no model finished; see the notes below", "warn"))
+    return "".join(cards)
+
+
+def models_section(art: RunArtifacts, figs: dict[str, str]) -> str:
+    rows = art.model_rows()
+    if not rows:
+        return section("models", "Models", note("No model has finished: nothing to compare yet."))
+    colors = model_colors([r["name"] for r in rows])
+    ens, test = art.ensemble_val_map5(), art.summary.get("test_map5")
+    base = art.summary.get("test_map5_frequency_baseline")
+    top = max([r["val_map5"] or 0 for r in rows] + [ens or 0, test or 0, base or 0]) or 1.0
+    wsum = sum(max(0.0, r["weight"] or 0.0) for r in rows) or 1.0
+    body_rows, classes = [], []
+    for r in rows:
+        epochs = f"{r['best_epoch'] + 1} of {r['epochs']}" if r["best_epoch"] is not None and r["epochs"] else "–"
+        status = "" if r["finished"] else ' <span class="badge b-miss">unfinished</span>'
+        body_rows.append([f"<b>{esc(r['name'])}</b>{status}", esc(r["family"]), esc(r["backbone"]),
+                          map_bar(r["val_map5"], top, colors[r["name"]]), "–",
+                          f"{100 * max(0.0, r['weight']) / wsum:.0f} %" if r["weight"] is not None else "–",
+                          epochs, seconds(r["seconds"])])
+        classes.append("")
+    if ens is not None:
+        body_rows.append(["<b>ensemble</b>", "blend", f"{len(art.blend_weights())} models",
+                          map_bar(ens, top, ENSEMBLE_COLOR), map_bar(test, top, "#2e8b57") if test is not None
+                          else "–", "100 %", "–", seconds((art.summary.get("timings") or {}).get("ensemble_s"))])
+        classes.append("ens")
+    if base is not None:
+        body_rows.append(["frequency baseline", "new_whale + 4 most frequent", "", "–",
+                          map_bar(base, top, "#9a9a9a"), "–", "–", "–"])
+        classes.append("base")
+    headers = ["Model", "Family", "Backbone", "Validation MAP@5", "Test MAP@5", "Blend weight", "Best epoch",
+               "Training time"]
+    if test is None and base is None:
+        headers.pop(4)
+        body_rows = [r[:4] + r[5:] for r in body_rows]
+    parts = [table(headers, body_rows, row_classes=classes)]
+    if "scores" in figs:
+        parts.append(figure(figs["scores"], "MAP@5 per model", width=800))
+    parts += [note(f"<b>{esc(t.name)}</b>: " + esc("; ".join(t.notes))) for t in art.trials
+              if t.notes and not t.finished]
+    lead = ("Validation MAP@5 on the leak-free validation set, each model with its own tuned new_whale "
+            "threshold; the ensemble blends them.")
+    lead += (" Test MAP@5 scores the submission against the data's answers." if test is not None
+             else " The data has no answers for its test images, so there is no test score.")
+    return section("models", "Models", "".join(parts), lead)
+
+
+def ensemble_section(art: RunArtifacts, figs: dict[str, str]) -> str:
+    weights, thr = art.blend_weights(), art.ensemble_threshold()
+    if not weights and "threshold" not in figs:
+        return section("ensemble", "Ensemble", note("The ensemble has not run: no ensemble/weights.json."))
+    parts = []
+    if weights:
+        name, w = max(weights.items(), key=lambda kv: kv[1])
+        share = w / (sum(max(0.0, v) for v in weights.values()) or 1.0)
+        text = f"The blend leans most on <b>{esc(name)}</b> ({100 * share:.0f} % of the weight)."
+        if thr is not None:
+            text += (f" new_whale is ranked in before the first prediction whose blend score is below "
+                     f"<b>{thr:.3g}</b>.")
+        cv, n = art.weights.get("cv_map5"), art.weights.get("optuna_trials")
+        if cv is not None:
+            text += (f" Cross-validated MAP@5 {float(cv):.3f} over {art.weights.get('folds', '?')} folds"
+                     + (f", {n} Optuna trials" if n else "") + ".")
+        parts.append(f"<p>{text}</p>")
+    figs_html = [figure(figs[k], alt, cap) for k, alt, cap in (
+        ("weights", "blend weights", "Share of each model in the blended class scores."),
+        ("threshold", "threshold curve", "Validation MAP@5 of the blend for each new_whale threshold; "
+                                         "the green point is the threshold the ensemble uses."),
+    ) if k in figs]
+    parts.append(f'<div class="figs">{"".join(figs_html)}</div>')
+    if "threshold" not in figs:
+        parts.append(note("No threshold curve (ensemble/threshold_curve.csv missing)."))
+    if art.ensemble_notes():
+        parts.append("<h3>Notes from the ensemble</h3>" + notes_list(art.ensemble_notes()))
+    return section("ensemble", "Ensemble: what it chose", "".join(parts))
+
+
+def curves_section(art: RunArtifacts, figs: dict[str, str]) -> str:
+    if not art.trials:
+        return section("curves", "Training curves", note("No trial folders."))
+    parts = []
+    for t in art.trials:
+        key = f"curves_{t.name}"
+        res = t.result
+        facts = []
+        if res.get("best_epoch") is not None and res.get("epochs"):
+            facts.append(f"best epoch {int(res['best_epoch']) + 1} of {res['epochs']}")
+        if res.get("val_map5") is not None:
+            facts.append(f"validation MAP@5 {float(res['val_map5']):.4f}")
+        if res.get("seconds") is not None:
+            facts.append(f"trained in {seconds(res['seconds'])}")
+        m = t.metrics
+        if m is not None and "mining_seconds" in m and m["mining_seconds"].notna().any():
+            src = sorted({str(v) for v in m.get("mining_source", pd.Series(dtype=str)) if str(v)})
+            facts.append(f"hard-pair mining{' (' + ', '.join(src) + ')' if src else ''} "
+                         f"{m['mining_seconds'].dropna().mean():.2f} s per pass")
+        if "sources" in res:
+            facts.append("built from " + ", ".join(map(str, res["sources"])))
+        head = f"<h3>{esc(t.name)} <small style=\"color:#62707d;font-weight:400\">{esc(t.family)}"
+        head += f" · {esc(res.get('backbone', ''))}</small></h3>" if res.get("backbone") else "</small></h3>"
+        body = f"<p class=\"lead\">{esc(' · '.join(facts))}</p>" if facts else ""
+        if key in figs:
+            body += figure(figs[key], f"training curves of {t.name}", width=860)
+        elif t.name == "classifier" and t.finished:
+            body += note("Trained in one short fit on the other models' embeddings: no per-epoch curves.", info=True)
+        else:
+            body += note(esc("; ".join(t.notes) or "no metrics.csv: no training curves for this model"))
+        parts.append(head + body)
+    lead = "Loss and validation MAP@5 per epoch; shaded bands are the image-size stages of progressive resizing."
+    return section("curves", "Training curves", "".join(parts), lead)
+
+
+def failures_section(art: RunArtifacts, figs: dict[str, str], gallery: str, shown: int) -> str:
+    vp = art.val_predictions
+    if vp is None or not len(vp):
+        return section("failures", "Where it fails",
+                       note("No ensemble/val_predictions.csv: no per-image validation results to show."))
+    pos, is_new = vp["hit_position"], vp["truth"] == NEW_WHALE
+    miss = pos == 0
+    n = len(vp)
+    top5 = vp["top5"].astype(str).str.split()
+    first_nw = top5.str[0] == NEW_WHALE
+    facts = (f"Of {n} validation images, {int((pos == 1).sum())} ({_pct((pos == 1).sum(), n)}) were found first, "
+             f"{int((pos > 1).sum())} later in the top-5, and <b>{int(miss.sum())}</b> missed. Among the misses, "
+             f"{int((miss & is_new).sum())} are new individuals ranked behind five known ones (threshold too low "
+             f"for them), {int((miss & ~is_new & first_nw).sum())} are known individuals the model called "
+             f"new_whale first and then did not find, and {int((miss & ~is_new & ~first_nw).sum())} are known "
+             f"individuals confused with others.")
+    parts = [f"<p>{facts}</p>"]
+    if "hits" in figs:
+        parts.append(figure(figs["hits"], "position of the truth", width=700))
+    parts.append(f"<h3>Retrieval gallery ({shown} of {n} queries; worst misses first)</h3>"
+                 "<p class=\"lead\">Each row: the query photo, the ensemble's top-5 (a training photo of each "
+                 "predicted individual; the correct one framed green), then the right answer. Misses are "
+                 "ordered by the blend's top-1 score, the most confidently wrong first.</p>")
+    parts.append(gallery or note("No gallery rows."))
+    return section("failures", "Where it fails", "".join(parts))
+
+
+def data_section(art: RunArtifacts, figs: dict[str, str]) -> str:
+    d = art.data
+    if not d:
+        return section("data", "Data", note("No data summary (prepared/summary.json is missing)."))
+    im, dup, f0 = d.get("images", {}), d.get("duplicates", {}), (d.get("split") or {}).get("fold_0", {})
+    blocks = [
+        ("Images", [("training images", fmt(im.get("train"))), ("known individuals", fmt(im.get("individuals"))),
+                    ("new_whale training images", fmt(im.get("new_whale_train"))),
+                    ("test images", fmt(im.get("test"))),
+                    ("skipped (unreadable)", fmt((d.get("skipped") or {}).get("total", 0)))]),
+        ("Duplicates and leaks", [("near-duplicate groups", fmt(dup.get("groups"))),
+                                  ("images in those groups", fmt(dup.get("images_in_groups"))),
+                                  ("groups spanning train and test", fmt(dup.get("train_test_groups"))),
+                                  ("groups with conflicting labels", fmt(d.get("conflicts", 0))),
+                                  ("test images leaking a training label", fmt(d.get("leaks", 0)))]),
+        (f"Split (fold 0 of {(d.get('split') or {}).get('folds', 1)})",
+         [("training images", fmt(f0.get("train_images"))), ("training individuals", fmt(f0.get("train_individuals"))),
+          ("validation images", fmt(f0.get("val_images"))), ("validation individuals", fmt(f0.get("val_individuals"))),
+          ("validation new_whale", fmt(f0.get("val_new_whale"))), ("unused", fmt(f0.get("unused")))]),
+    ]
+    b, c = d.get("boxes") or {}, d.get("cache") or {}
+    extra = [("image cache", f"{fmt(c.get('images'))} images at {c.get('size', '?')} px")]
+    if b.get("file"):
+        extra += [("cropped to a box", fmt(b.get("box"))), ("without a box", fmt(b.get("missing"))),
+                  ("impossible boxes", fmt(b.get("invalid")))]
+    extra.append(("prepare took", seconds((d.get("seconds") or {}).get("total"))))
+    blocks.append(("Boxes and cache", extra))
+    parts = ['<div class="grid2">' + "".join(f"<div><h3>{esc(t)}</h3>{key_values(kv)}</div>" for t, kv in blocks)
+             + "</div>"]
+    if "data" in figs:
+        parts.append(figure(figs["data"], "data split", width=860))
+    for title, frame in (("Leaks: test images that duplicate a training image", art.leaks),
+                         ("Near-duplicate groups", art.duplicates), ("Label conflicts", art.conflicts)):
+        parts.append(_frame_details(title, frame))
+    root = art.summary.get("data_root") or d.get("data_root")
+    return section("data", "Data", "".join(parts), f"Data root: <code>{esc(root)}</code>" if root else "")
+
+
+def _frame_details(title: str, frame: Optional[pd.DataFrame], limit: int = 20) -> str:
+    if frame is None or not len(frame):
+        return ""
+    rows = [[esc(v) for v in r] for r in frame.head(limit).itertuples(index=False)]
+    more = f" (first {limit} of {len(frame)})" if len(frame) > limit else f" ({len(frame)})"
+    return f"<details><summary>{esc(title)}{more}</summary>{table([esc(c) for c in frame.columns], rows)}</details>"
+
+
+def run_section(art: RunArtifacts) -> str:
+    parts = []
+    timings = art.summary.get("timings") or {}
+    if timings:
+        pairs = [(_timing_label(k), seconds(v)) for k, v in timings.items()]
+        parts.append(f"<h3>Timings</h3><div style=\"max-width:520px\">{key_values(pairs)}</div>")
+    if art.config_text is not None:
+        lines = art.config_text.count("\n") + 1
+        parts.append(f"<details><summary>Resolved configuration (config.yaml, {lines} lines)</summary>"
+                     f"<pre>{esc(art.config_text)}</pre></details>")
+    if art.notes:
+        parts.append("<h3>Missing pieces</h3>" + notes_list(art.notes))
+    return section("run", "Run and configuration", "".join(parts) or note("No configuration found."))
+
+
+def _timing_label(key: str) -> str:
+    """``train_metric_compact_s`` → ``train metric_compact`` (model names kept whole)."""
+    key = key.removesuffix("_s")
+    step, _, rest = key.partition("_")
+    return f"{step} {rest}" if step == "train" and rest else key.replace("_", " ")
