@@ -40,6 +40,11 @@ def object_store_bytes(cfg: Config) -> int:
     return int(max(256 << 20, min(DEFAULT_OBJECT_STORE, 0.15 * _total_memory())))
 
 
+def cluster_address(cfg: Config) -> str | None:
+    """The cluster to join: ``ray.address``, or RAY_ADDRESS (set for a `ray job submit` driver)."""
+    return cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+
 @contextlib.contextmanager
 def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
     """Connect to (or start) Ray for the duration; yields whether this call started it."""
@@ -50,23 +55,24 @@ def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
         return
     quiet = cfg.output.quiet or not progress
     kwargs: dict[str, Any] = dict(log_to_driver=not quiet, logging_level=logging.ERROR if quiet else logging.WARNING)
+    address = cluster_address(cfg)
     try:
-        if cfg.ray.address:
-            ray.init(address=cfg.ray.address, **kwargs)
-        else:
-            ray.init(object_store_memory=object_store_bytes(cfg), **kwargs)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # "local": a new Ray even if `ray start` left one running here (join it with --address auto)
+            ray.init(address="local", object_store_memory=object_store_bytes(cfg), **kwargs)
     except ray.exceptions.AuthenticationError as exc:
         raise WhaleflowError(
-            f"Ray refused the connection to {cfg.ray.address}: {exc.message}. Fix: export RAY_AUTH_MODE=token "
+            f"Ray refused the connection to {address}: {exc.message}. Fix: export RAY_AUTH_MODE=token "
             "and put the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN); `ray get-auth-token` on "
             "the head node prints it.") from None
     except ConnectionError as exc:
         raise WhaleflowError(
-            f"cannot reach a Ray cluster at {cfg.ray.address!r} ({exc}). Fix: start one (`ray start --head`, "
+            f"cannot reach a Ray cluster at {address!r} ({exc}). Fix: start one (`ray start --head`, "
             "or `ray up cluster.yaml`), or leave out --address to run a local Ray.") from None
     if not quiet:
         res = ray.cluster_resources()
-        where = cfg.ray.address or "a local Ray"
+        where = address or "a local Ray"
         print(f"Ray: {where} with {res.get('CPU', 0):g} CPUs and {res.get('GPU', 0):g} GPUs")
     try:
         yield True

@@ -175,9 +175,13 @@ def check_models(cfg: Config) -> None:
         check_search(m)
 
 
-def samples_variants(model_cfg: ModelConfig) -> bool:
-    """Whether the model's search space yields more than one configuration."""
-    return any(sampler_of(s) is not None for s in model_cfg.search.values())
+def grid_points(model_cfg: ModelConfig) -> int:
+    """How many configurations the model's ``grid_search`` keys make (1 without any)."""
+    n = 1
+    for spec in model_cfg.search.values():
+        if sampler_of(spec) == "grid_search":
+            n *= len(_values(spec))
+    return n
 
 
 def param_space(cfg: Config) -> dict:
@@ -223,8 +227,9 @@ def params_digest(params: dict) -> str:
 class TrialNamer:
     """Tune's ``trial_name_creator``/``trial_dirname_creator``: the trial's folder name.
 
-    A model trained once keeps its name (``trials/metric_r50``); a model with several
-    samples gets ``-<n>-<params hash>`` (``trials/metric_r50-3-9f2c1a``): the counter
+    A model trained once keeps its name (``trials/metric_r50``), even when its one
+    configuration is sampled; a model with several trials (``num_samples`` > 1 or a
+    ``grid_search``) gets ``-<n>-<params hash>`` (``trials/metric_r50-3-9f2c1a``): the counter
     keeps duplicates apart, the hash keeps a rerun from reusing a folder that was
     trained with other values.
     """
@@ -242,5 +247,5 @@ class TrialNamer:
 
 
 def trial_namer(cfg: Config) -> TrialNamer:
-    multi = {m.name for m in cfg.models if cfg.ray.num_samples > 1 or samples_variants(m)}
-    return TrialNamer(multi)
+    """Suffixes only for models with more than one trial (samples × grid points)."""
+    return TrialNamer({m.name for m in cfg.models if cfg.ray.num_samples * grid_points(m) > 1})

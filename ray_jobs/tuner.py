@@ -52,8 +52,10 @@ def gpus_for_trials(cfg: Config) -> float:
     """
     import ray
 
+    from .pipeline import cluster_address
+
     want = float(cfg.ray.gpus_per_trial)
-    if want <= 0 or cfg.ray.address:
+    if want <= 0 or cluster_address(cfg):
         return max(0.0, want)
     have = float(ray.cluster_resources().get("GPU", 0.0))
     return 0.0 if have <= 0 else min(want, have)

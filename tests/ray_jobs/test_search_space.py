@@ -4,6 +4,7 @@ No Ray cluster is started here: these are the pieces Tune is handed, checked on 
 """
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -67,8 +68,8 @@ def test_model_names_are_checked(tiny_config, tmp_path, name, message):
 
 
 def test_trial_names_are_plain_unless_a_model_has_several_trials(cfg):
-    namer = trial_namer(cfg)
-    assert namer.multi == {"metric_compact", "siamese_compact"}
+    assert trial_namer(cfg).multi == {"siamese_compact"}, "one sampled trial keeps the plain name; a grid does not"
+    assert trial_namer(cfg.replace(ray=dataclasses.replace(cfg.ray, num_samples=2))).multi == {"metric_compact", "siamese_compact"}
     plain = TrialNamer(set())
     trial = SimpleNamespace(config={"variant": {"model": "m", "params": {"a": 1}}}, experiment_tag="3_a=1",
                             trial_id="abc_00003")

