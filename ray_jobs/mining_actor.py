@@ -195,9 +195,9 @@ class RayMiningClient:
     def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray) -> None:
         """Stream the rows to the actor and start a solve; returns without waiting for the solve.
 
-        If the previous solve is still running, this round is skipped before any row is
-        scored (``row_blocks`` is lazy), so a slow solver never makes the trial score rows
-        it cannot use.
+        If the previous solve is still running, this round is skipped before the pair head
+        scores a single block (``row_blocks`` is lazy), so a slow solver never makes the
+        trial score an N×N matrix it cannot use.
         """
         self._collect()
         if self._pending is not None:

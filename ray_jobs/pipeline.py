@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +46,19 @@ def cluster_address(cfg: Config) -> str | None:
     return cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://… and http://… are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise WhaleflowError(
+            f"nothing answers at {address} ({exc}). Fix: check the head's address and that port {port} is "
+            "open (`ray status` on the head), or leave out --address to run a local Ray.") from None
+
+
 @contextlib.contextmanager
 def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
     """Connect to (or start) Ray for the duration; yields whether this call started it."""
@@ -58,6 +72,7 @@ def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
     address = cluster_address(cfg)
     try:
         if address:
+            check_reachable(address)
             ray.init(address=address, **kwargs)
         else:  # "local": a new Ray even if `ray start` left one running here (join it with --address auto)
             ray.init(address="local", object_store_memory=object_store_bytes(cfg), **kwargs)

@@ -69,6 +69,7 @@ class StageConfig:
 class MiningConfig:
     solver: str = "dense"             # dense | sparse
     every: int = 4                    # mine every K epochs
+    start: int = 0                    # first mining epoch; before it pairs are random (warm-up)
     k: int = 50                       # neighbours per image for the sparse solver
     noise_start: float = 1.0
     noise_end: float = 0.0

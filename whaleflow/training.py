@@ -20,8 +20,12 @@ from .registry import FAMILIES
 
 
 def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
+    import torch
+
     from . import families  # noqa: F401  (registers the families)
 
+    # the same seed gives the same initial weights, whichever process builds the model
+    torch.manual_seed(cfg.train.seed)
     return FAMILIES.build(
         model_cfg.family,
         model_cfg=model_cfg,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whaleflow.config import MiningConfig, to_dict
+from whaleflow.config import MiningConfig
 from whaleflow.families.mining_client import LocalMiningClient
 from whaleflow.mining import build_miner
 
@@ -139,7 +139,8 @@ def test_killing_the_mining_actor_does_not_kill_the_trial(local_ray, tiny_config
 
     cfg = tiny_config(tmp_path / "run", "models=[{name: siamese_kill, family: siamese, backbone: wf_compactnet, "
                       "head_layers: [32], batch_size: 32, augment: siamese, mining: {solver: dense, every: 1}, "
-                      "stages: [{size: 32, epochs: 10, lr: 0.002}]}]", "ray.gpus_per_trial=0")
+                      "stages: [{size: 32, epochs: 10, lr: 0.002}]}]", "ray.gpus_per_trial=0",
+                      "ray.mining_actor_cpus=1")  # the actor in its own bundle of the trial's placement group
     killed: list[str] = []
 
     def killer():

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from ray.tune.search.variant_generator import generate_variants
 
-from whaleflow.config import load_config
 from whaleflow.errors import ConfigError
 
 from ray_jobs.search_space import (TrialNamer, apply_params, expanded_variants, model_for_trial,
@@ -95,7 +94,7 @@ def test_variant_searcher_is_seeded_round_robin_and_finishes(cfg, tmp_path):
         return out
 
     first = suggestions(0)
-    assert first[6] == "FINISHED" or first[6] is VariantSearcher.FINISHED
+    assert first[6] == VariantSearcher.FINISHED
     models = [s["variant"]["model"] for s in first[:6]]
     assert models == ["metric_compact", "siamese_compact", "siamese_compact"] * 2
     assert first[:6] == suggestions(0)[:6], "same seed, same trials"

@@ -92,6 +92,12 @@ class Augment:
             img = self.pipeline(image=img)["image"]
         return normalize(img)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream: seeding per epoch makes a resumed run augment
+        exactly as the uninterrupted one would have."""
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(int(seed) % (2**32))
+
     def __repr__(self) -> str:
         return f"Augment({self.name!r})"
 

@@ -88,6 +88,11 @@ class FamilyTask(ModelTask):
             if isinstance(m, torch.nn.Dropout):
                 m.p = p
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Per-epoch seeding of what the trainer's global seeding does not reach."""
+        if hasattr(self.augment, "reseed"):
+            self.augment.reseed(self.train_cfg.seed * 1_000_003 + epoch)
+
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 

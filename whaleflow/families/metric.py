@@ -49,6 +49,7 @@ class MetricTask(FamilyTask):
         return self.model.modules()
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.begin_epoch(epoch)
         self.model.train()
         rows = self.splits["train"].rows
         total, batches = 0.0, 0

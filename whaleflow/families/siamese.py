@@ -98,7 +98,9 @@ class SiameseTask(FamilyTask):
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        if epoch % max(1, self.cfg.mining.every) == 0:
+        self.begin_epoch(epoch)
+        mcfg = self.cfg.mining
+        if epoch >= mcfg.start and (epoch - mcfg.start) % max(1, mcfg.every) == 0:
             self.mine(epoch)
         pairs = self.mining.poll()
         if pairs is not None:
