@@ -35,17 +35,17 @@ FLOAT16_ABOVE_BYTES = 1 << 30
 
 @ray.remote(concurrency_groups={"rows": 2, "solve": 1, "query": 1})
 class MiningActor:
-    """``MiningActor.remote(mining, dtype="float32")``; one per siamese trial.
+    """``MiningActor.remote(mining)``; one per siamese trial.
 
     ``mining``: a ``mining:`` config section as a dict (the usual case), or any miner
-    object with ``mine(matrix, labels, epoch=, rng=)`` returning ``MinedPairs``.
+    object with ``mine(matrix, labels, epoch=, rng=)`` returning ``MinedPairs``. A round's
+    matrix takes the dtype of its first row block (the client picks float16 or float32).
     """
 
-    def __init__(self, mining: Any, dtype: str = "float32"):
+    def __init__(self, mining: Any):
         from whaleflow.mining import build_miner
 
         self.miner = build_miner(from_dict(MiningConfig, mining)) if isinstance(mining, dict) else mining
-        self.dtype = np.dtype(dtype)
         self._lock = threading.Lock()
         self._rounds: dict[int, dict[str, Any]] = {}
         self._solving: int | None = None
@@ -62,7 +62,8 @@ class MiningActor:
                 # a newer round abandons older unfinished ones (not the one being solved)
                 for old in [r for r in self._rounds if r < round_id and r != self._solving]:
                     del self._rounds[old]
-                rnd = self._rounds[round_id] = {"matrix": np.empty((n, n), self.dtype), "filled": 0, "n": n}
+                rnd = self._rounds[round_id] = {"matrix": np.empty((n, n), np.asarray(block).dtype),
+                                                "filled": 0, "n": n}
         rows = np.asarray(block)
         if rows.ndim != 2 or rows.shape[1] != n or start < 0 or start + len(rows) > n:
             raise ValueError(f"row block of shape {rows.shape} at row {start} does not fit an {n}×{n} matrix")
@@ -112,7 +113,8 @@ class MiningActor:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"solves": self._solves, "rows_written": self._rows_written, "solving": self._solving,
-                    "rounds_held": sorted(self._rounds), "dtype": self.dtype.name, "pid": os.getpid()}
+                    "rounds_held": sorted(self._rounds), "pid": os.getpid(),
+                    "dtypes": {r: v["matrix"].dtype.name for r, v in self._rounds.items()}}
 
 
 def matrix_dtype(n: int, dtype: str = "auto") -> str:
@@ -148,7 +150,12 @@ class RayMiningClient:
         self._pending: tuple[Any, float, int] | None = None
         self._ready: dict[str, Any] | None = None
         self._drop_pairs = False     # hand the trial empty pairs once (→ random) after a loss
-        self._status: dict[str, Any] = {"mining_source": "random (waiting for miner)", "mining_solves": 0}
+        # every key from the first epoch on: Tune's progress.csv takes its columns from the first result
+        self._status: dict[str, Any] = {
+            "mining_source": "random (waiting for miner)", "mining_solves": 0, "mining_seconds": float("nan"),
+            "mining_hardness": float("nan"), "mining_epoch": -1, "mining_actor_losses": 0,
+            "mining_skipped_round": -1,
+        }
 
     # ------------------------------------------------------------------ actor lifecycle
     def _scheduling(self):
@@ -162,13 +169,18 @@ class RayMiningClient:
             return PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index)
         return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
 
-    def _ensure_actor(self, n: int):
+    def start(self) -> "RayMiningClient":
+        """Create the actor now, so its start-up overlaps the trial's own (data, model, first epoch)."""
+        self._ensure_actor()
+        return self
+
+    def _ensure_actor(self):
         if self.actor is None:
             self.generation += 1
             self.actor = MiningActor.options(
                 name=f"{self.name}-g{self.generation}", num_cpus=self.actor_cpus,
                 scheduling_strategy=self._scheduling(), max_restarts=0,
-            ).remote(self.mining, matrix_dtype(n, self.dtype))
+            ).remote(self.mining)
         return self.actor
 
     def _lose(self, reason: str) -> None:
@@ -204,7 +216,7 @@ class RayMiningClient:
             self._status["mining_skipped_round"] = epoch
             return
         try:
-            actor = self._ensure_actor(n)
+            actor = self._ensure_actor()
             self._round += 1
             dtype = np.dtype(matrix_dtype(n, self.dtype))
             refs: list = []

@@ -7,8 +7,9 @@ Ray is started only inside :func:`ray_session`, never at import: with no
 ``ray.address`` a local Ray with this machine's GPUs (trials queue for them) and a
 modest object store; with ``auto`` or ``HOST:PORT`` it joins a running cluster (Ray
 2.60 clusters use token authentication: set ``RAY_AUTH_MODE=token`` and make the
-cluster's token available, see README). A session that finds Ray already initialised
-(a test, a notebook, ``ray job submit``'s driver) uses it and leaves it running.
+cluster's token available, see README). A ``ray job submit`` driver joins the cluster in
+its ``RAY_ADDRESS``. A session that finds Ray already initialised (a test, a notebook)
+uses it and leaves it running; otherwise it shuts down only the connection it made.
 """
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def _mining_client(cfg: Config, model_cfg, name: str):
     from .mining_actor import RayMiningClient
 
     return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
-                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}")
+                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}").start()
 
 
 def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extra: dict[str, Any]) -> dict:

@@ -21,6 +21,7 @@ TINY = [
     "models.0.p_individuals=6",
     "models.1.stages=[{size: 32, epochs: 3, lr: 0.002}]",
     "models.1.mining.every=1",
+    "models.1.mining.start=0",
     "ensemble.trials=8",
     "ensemble.classifier.epochs=30",
     "ray.gpus_per_trial=1",

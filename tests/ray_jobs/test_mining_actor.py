@@ -56,7 +56,7 @@ def test_actor_mines_the_same_pairs_as_local_mining(local_ray):
         assert status["mining_source"] == "lap (actor)" and status["mining_solves"] == 1
         assert status["mining_hardness"] == pytest.approx(expected.hardness)
         stats = local_ray.get(client.actor.stats.remote())
-        assert stats["solves"] == 1 and stats["rows_written"] == 120 and stats["dtype"] == "float32"
+        assert stats["solves"] == 1 and stats["rows_written"] == 120 and stats["rounds_held"] == []
         latest = local_ray.get(client.actor.latest.remote())
         np.testing.assert_array_equal(latest["neg_b"], expected.neg_b)
     finally:
@@ -75,7 +75,7 @@ def test_row_writes_are_not_blocked_by_a_solve(local_ray):
             return self.miner.mine(matrix, labels, epoch=epoch, rng=rng)
 
     scores, labels = _problem(200, 40, seed=1)
-    actor = MiningActor.options(num_cpus=0).remote(SlowMiner(build_miner(MiningConfig(solver="dense"))), "float32")
+    actor = MiningActor.options(num_cpus=0).remote(SlowMiner(build_miner(MiningConfig(solver="dense"))))
     try:
         local_ray.get([actor.write_rows.remote(1, len(scores), s, b) for s, b in _blocks(scores, 50)])
         solve = actor.solve.remote(1, 0, labels, 0)
@@ -84,9 +84,11 @@ def test_row_writes_are_not_blocked_by_a_solve(local_ray):
             assert time.time() < end, "the solve never started"
             time.sleep(0.05)
         small, _ = _problem(40, 8)
+        small = small.astype(np.float16)  # a round's matrix takes its rows' dtype
         local_ray.get([actor.write_rows.remote(2, 40, s, b) for s, b in _blocks(small, 10)], timeout=30)
         stats = local_ray.get(actor.stats.remote())
         assert stats["solving"] == 1 and stats["rounds_held"] == [1, 2], "writes had to wait for the solve"
+        assert stats["dtypes"] == {1: "float32", 2: "float16"}
         assert not local_ray.wait([solve], timeout=0)[0]
         assert local_ray.get(solve, timeout=60)["round"] == 1
         assert local_ray.get(actor.stats.remote())["rounds_held"] == [2]

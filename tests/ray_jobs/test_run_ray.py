@@ -21,8 +21,8 @@ def ray_run(local_ray, tiny_config, tmp_path_factory):
     from ray_jobs.pipeline import run_ray
 
     out = tmp_path_factory.mktemp("ray_run")
-    cfg = tiny_config(out, "models.0.stages=[{size: 32, epochs: 6, lr: 0.002}]",
-                      "models.1.stages=[{size: 32, epochs: 6, lr: 0.002}]")
+    cfg = tiny_config(out, "models.0.stages=[{size: 32, epochs: 8, lr: 0.002}]",
+                      "models.1.stages=[{size: 32, epochs: 8, lr: 0.002}]")
     t0 = time.time()
     summary = run_ray(cfg, progress=False)
     return out, summary, time.time() - t0
