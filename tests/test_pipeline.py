@@ -8,7 +8,7 @@ from whaleflow.config import load_config
 from whaleflow.pipeline import run_local
 
 TINY = [
-    "models.0.stages=[{size: 32, epochs: 2, lr: 0.002}]",
+    "models.0.stages=[{size: 32, epochs: 2, lr: 0.002}, {size: 40, epochs: 1, lr: 0.001}]",
     "models.0.p_individuals=6",
     "models.1.stages=[{size: 32, epochs: 2, lr: 0.002}]",
     "models.1.mining.every=1",
@@ -49,3 +49,12 @@ def test_rerun_skips_finished_trials(tiny_run, tiny_data):
     cfg = load_config("configs/demo.yaml", [f"data.root={tiny_data}", f"output.dir={out}", *TINY])
     run_local(cfg, progress=False)
     assert result.stat().st_mtime_ns == before
+
+
+def test_exported_scores_are_the_best_epochs(tiny_run):
+    """The artifacts come from the best validation epoch, at the size it was validated at."""
+    out, _ = tiny_run
+    for name in ("metric_compact", "siamese_compact"):
+        trial = out / "trials" / name
+        best = pd.read_csv(trial / "metrics.csv")["val_map5"].max()
+        assert json.loads((trial / "result.json").read_text())["val_map5"] == pytest.approx(best, abs=1e-6)

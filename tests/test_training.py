@@ -65,24 +65,24 @@ def test_resume_gives_the_same_weights(tiny_data, tmp_path, family_index):
     assert resumed.size == 40
 
 
-def test_metric_training_beats_untrained(tiny_data, tmp_path):
-    cfg, prepared = _setup(tiny_data, tmp_path, 0, ["models.0.stages=[{size: 48, epochs: 8, lr: 0.002}]"])
-    task = build_task(cfg, cfg.models[0], prepared)
-    task.setup_stage(cfg.models[0].stages[0], fresh=True)
+def _beats_untrained(data, tmp_path, index, extra):
+    cfg, prepared = _setup(data, tmp_path, index, extra)
+    model_cfg = cfg.models[index]
+    task = build_task(cfg, model_cfg, prepared)
+    task.setup_stage(model_cfg.stages[0], fresh=True)
     before = task.evaluate()
-    trainer = Trainer(task, cfg.models[0].stages, checkpoint_dir=tmp_path / "m", seed=0)
-    trainer.fit(resume=False)
-    assert trainer.state.best_map5 > before + 0.03, (before, trainer.state.best_map5)
-
-
-def test_siamese_training_beats_untrained(tiny_data, tmp_path):
-    cfg, prepared = _setup(tiny_data, tmp_path, 1, ["models.1.stages=[{size: 48, epochs: 8, lr: 0.002}]",
-                                                    "models.1.mining.start=4", "models.1.mining.every=2"])
-    task = build_task(cfg, cfg.models[1], prepared)
-    task.setup_stage(cfg.models[1].stages[0], fresh=True)
-    before = task.evaluate()
-    trainer = Trainer(task, cfg.models[1].stages, checkpoint_dir=tmp_path / "s", seed=0)
+    trainer = Trainer(task, model_cfg.stages, checkpoint_dir=tmp_path / "ckpt", seed=0)
     history = trainer.fit(resume=False)
-    assert trainer.state.best_map5 > before + 0.03, (before, trainer.state.best_map5)
+    assert trainer.state.best_map5 > before + 0.05, (before, trainer.state.best_map5)
+    return history
+
+
+def test_metric_training_beats_untrained(small_data, tmp_path):
+    _beats_untrained(small_data, tmp_path, 0, ["models.0.stages=[{size: 48, epochs: 8, lr: 0.002}]"])
+
+
+def test_siamese_training_beats_untrained(small_data, tmp_path):
+    history = _beats_untrained(small_data, tmp_path, 1, [
+        "models.1.stages=[{size: 48, epochs: 8, lr: 0.001}]", "models.1.mining.start=4", "models.1.mining.every=2"])
     mined = [h for h in history if h.get("mining_source")]
     assert mined and all(np.isfinite(h["mining_hardness"]) for h in mined)

@@ -159,7 +159,10 @@ class Trainer:
             self.state.epoch = epoch + 1
             if val is not None and val > self.state.best_map5:
                 self.state.best_map5, self.state.best_epoch = val, epoch
-                save_checkpoint(self.best_path, {"model": self.task.model_state(), "epoch": epoch, "val_map5": val})
+                save_checkpoint(
+                    self.best_path,
+                    {"model": self.task.model_state(), "epoch": epoch, "val_map5": val, "size": self.stages[stage_idx].size},
+                )
             self.history.append(metrics)
             if (epoch + 1) % self.checkpoint_every == 0 or last:
                 save_checkpoint(
@@ -172,6 +175,11 @@ class Trainer:
         return self.history
 
     def load_best(self) -> None:
-        """Put the best validation weights into the task (if any were saved)."""
+        """Put the best validation weights into the task (if any were saved), at the image
+        size they were validated at: weights from an early, smaller stage score worse at a
+        later stage's size."""
         if self.best_path.exists():
-            self.task.load_model_state(load_checkpoint(self.best_path)["model"])
+            best = load_checkpoint(self.best_path)
+            self.task.load_model_state(best["model"])
+            if "size" in best:
+                self.task.size = best["size"]

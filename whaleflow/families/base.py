@@ -162,4 +162,24 @@ class FamilyTask(ModelTask):
         return {"val_map5": value, "threshold": thr}
 
     def export_embeddings(self, out_dir: Path) -> None:
-        """Embeddings of every image for the classifier on embeddings (approach 3)."""
+        """Embeddings of every image (plus their flips with flip TTA), for the classifier
+        on embeddings (approach 3): any family's image vectors can feed it."""
+        from ..io import save_npz
+
+        idx = self.prepared.index
+        idx = idx[idx["role"].isin(["train", "val", "test"])]
+        rows = idx["row"].to_numpy(np.int64)
+        emb = self.image_vectors(rows, flip=False)
+        if self.predict_cfg.flip_tta:
+            emb = np.concatenate([emb, self.image_vectors(rows, flip=True)], axis=1)
+        save_npz(
+            out_dir / "embeddings.npz",
+            embeddings=emb.astype(np.float32),
+            images=idx["image"].to_numpy(str),
+            roles=idx["role"].to_numpy(str),
+            ids=idx["id"].fillna("").to_numpy(str),
+        )
+
+    @abc.abstractmethod
+    def image_vectors(self, rows: np.ndarray, flip: bool) -> np.ndarray:
+        """One vector per image: what this family compares images by."""

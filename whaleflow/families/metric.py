@@ -7,7 +7,6 @@ test time a flipped query is compared with flipped centroids (flip TTA).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,6 @@ import torch
 
 from ..engine.device import autocast, prepare_model, to_device_images
 from ..inference import centroid_scores, class_centroids
-from ..io import save_npz
 from ..models.backbones import build_backbone
 from ..models.embedding import EmbeddingNet
 from .. import losses as _losses  # noqa: F401  (registers the losses)
@@ -83,20 +81,8 @@ class MetricTask(FamilyTask):
             scores = 0.5 * (scores + centroid_scores(self._embed(q_rows, True), cent_f))
         return scores
 
-    def export_embeddings(self, out_dir: Path) -> None:
-        idx = self.prepared.index
-        idx = idx[idx["role"].isin(["train", "val", "test"])]
-        rows = idx["row"].to_numpy(np.int64)
-        emb = self._embed(rows, False)
-        if self.predict_cfg.flip_tta:
-            emb = np.concatenate([emb, self._embed(rows, True)], axis=1)
-        save_npz(
-            out_dir / "embeddings.npz",
-            embeddings=emb.astype(np.float32),
-            images=idx["image"].to_numpy(str),
-            roles=idx["role"].to_numpy(str),
-            ids=idx["id"].fillna("").to_numpy(str),
-        )
+    def image_vectors(self, rows, flip):
+        return self._embed(rows, flip)
 
     def state_dict(self):
         return {

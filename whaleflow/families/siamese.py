@@ -156,6 +156,11 @@ class SiameseTask(FamilyTask):
             scores = 0.5 * (scores + flip_scores)
         return aggregate_by_class(scores, g_labels, num_classes, self.predict_cfg.class_agg)
 
+    def image_vectors(self, rows, flip):
+        # pooled backbone features, unit-normalised so PCA is not led by their scale
+        feats = self._features(rows, np.full(len(rows), flip))
+        return torch.nn.functional.normalize(feats, dim=1).numpy()
+
     # ------------------------------------------------------------------ state
     def state_dict(self):
         return {
