@@ -16,6 +16,7 @@ from ..engine.device import autocast, prepare_model, to_device_images
 from ..inference import centroid_scores, class_centroids
 from ..models.backbones import build_backbone
 from ..models.embedding import EmbeddingNet
+from ..progress import progress
 from .. import losses as _losses  # noqa: F401  (registers the losses)
 from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
@@ -51,7 +52,9 @@ class MetricTask(FamilyTask):
         self.model.train()
         rows = self.splits["train"].rows
         total, batches = 0.0, 0
-        for pos, flips, vlabels in self.sampler.epoch(epoch):
+        batches_iter = progress(self.sampler.epoch(epoch), description=f"{self.name} epoch {epoch + 1}",
+                                quiet=self.quiet, unit="batches", leave=False)
+        for pos, flips, vlabels in batches_iter:
             x = to_device_images(self.images_train.batch(rows[pos], flips, self.size), self.device)
             y = torch.as_tensor(vlabels, device=self.device)
             with autocast(self.device):

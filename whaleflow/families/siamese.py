@@ -21,6 +21,7 @@ from ..engine.device import autocast, prepare_model, to_device_images
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
+from ..progress import progress
 from .. import losses as _losses  # noqa: F401  (registers the losses)
 from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
@@ -93,7 +94,10 @@ class SiameseTask(FamilyTask):
         feats = self._features(rows, flips)
         # keep the pairwise block at ~64 MB: (block × N × hidden) floats
         block = max(1, min(self.cfg.mining.block_size, int(16e6 // max(1, len(feats) * (list(self.model["head"].hidden) or [1])[0]))))
-        self.mining.submit(epoch, self._score_blocks(feats, block), len(rows), labels)
+        blocks = progress(self._score_blocks(feats, block), total=-(-len(rows) // block),
+                          description=f"{self.name}: scoring {len(rows)}² pairs for mining", quiet=self.quiet,
+                          unit="blocks", leave=False)
+        self.mining.submit(epoch, blocks, len(rows), labels)
         self.mined_epoch = epoch
 
     # ------------------------------------------------------------------ training
@@ -109,7 +113,9 @@ class SiameseTask(FamilyTask):
         self.model.train()
         rows = self.splits["train"].rows
         total, batches = 0.0, 0
-        for a, fa, b, fb, target in self.sampler.epoch(epoch):
+        batches_iter = progress(self.sampler.epoch(epoch), description=f"{self.name} epoch {epoch + 1}",
+                                quiet=self.quiet, unit="batches", leave=False)
+        for a, fa, b, fb, target in batches_iter:
             xa = self.images_train.batch(rows[a], fa, self.size)
             xb = self.images_train.batch(rows[b], fb, self.size)
             x = to_device_images(torch.cat([xa, xb]), self.device)
