@@ -18,6 +18,7 @@ rows.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -186,10 +187,8 @@ class RayMiningClient:
     def _lose(self, reason: str) -> None:
         """Forget the actor (killing it if it hangs); train on random pairs until a new one delivers."""
         if self.actor is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(self.actor)
-            except Exception:  # already gone
-                pass
         # pairs it finished but the trial has not taken yet go too: after a loss, random until a new actor delivers
         self.actor, self._pending, self._ready, self._drop_pairs = None, None, None, True
         self.losses += 1
@@ -197,10 +196,8 @@ class RayMiningClient:
 
     def close(self) -> None:
         if self.actor is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(self.actor)
-            except Exception:
-                pass
             self.actor = None
 
     # ------------------------------------------------------------------ MiningClient interface

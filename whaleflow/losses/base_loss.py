@@ -7,6 +7,8 @@ broadcasting error (or a device-side assert on the GPU) deep inside the math.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -37,7 +39,7 @@ def check_scalar_loss(loss: torch.Tensor, owner: str) -> torch.Tensor:
     return loss
 
 
-class BaseEmbeddingLoss(nn.Module):
+class BaseEmbeddingLoss(nn.Module, abc.ABC):
     """A loss on a batch of embeddings with integer class labels.
 
     ``forward(embeddings, labels, **kwargs)`` validates the batch, calls
@@ -48,11 +50,12 @@ class BaseEmbeddingLoss(nn.Module):
         check_embeddings_and_labels(embeddings, labels)
         return check_scalar_loss(self.compute_loss(embeddings, labels, **kwargs), type(self).__name__)
 
+    @abc.abstractmethod
     def compute_loss(self, embeddings: torch.Tensor, labels: torch.Tensor, **kwargs) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss itself, on checked inputs: a 0-dim float tensor."""
 
 
-class BasePairLoss(nn.Module):
+class BasePairLoss(nn.Module, abc.ABC):
     """A loss on pair logits (one per pair) and binary targets (1 = same individual).
 
     Accepts logits of shape (B,) or (B, 1) and targets of the same number of elements
@@ -74,5 +77,6 @@ class BasePairLoss(nn.Module):
         targets = targets.to(dtype=logits.dtype)
         return check_scalar_loss(self.compute_loss(logits, targets), type(self).__name__)
 
+    @abc.abstractmethod
     def compute_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The loss on flattened logits and float targets: a 0-dim float tensor."""

@@ -8,6 +8,8 @@ second-guess its sampler.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from .base_loss import check_embeddings_and_labels
@@ -15,7 +17,7 @@ from .base_loss import check_embeddings_and_labels
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class BaseTupleSampler:
+class BaseTupleSampler(abc.ABC):
     """Callable ``sampler(embeddings, labels, generator=None) -> (a, p, n)``."""
 
     def __call__(
@@ -28,10 +30,11 @@ class BaseTupleSampler:
         out = self.sample(embeddings, labels, generator)
         return check_triplets(out, embeddings, f"{type(self).__name__}.sample")
 
+    @abc.abstractmethod
     def sample(
         self, embeddings: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None
     ) -> Triplets:
-        raise NotImplementedError
+        """Index tensors (anchors, positives, negatives) drawn from the batch."""
 
 
 def check_triplets(out, embeddings: torch.Tensor, owner: str) -> Triplets:
