@@ -132,7 +132,7 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from whaleflow.training import trial_finished
+    from whaleflow.training import trial_finished, trial_fingerprint
 
     from .search_space import model_for_trial
 
@@ -144,7 +144,7 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     trial_dir = Path(cfg.output.dir) / "trials" / name
     extra: dict[str, Any] = {"trial": name, "model": model_cfg.name, "family": model_cfg.family,
                              "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or ""}
-    result = trial_finished(trial_dir)
+    result = trial_finished(trial_dir, trial_fingerprint(cfg, model_cfg))
     if result is not None:  # trained by an earlier run into this run folder: leave it untouched
         extra["skipped"] = True
     else:

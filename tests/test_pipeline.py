@@ -58,3 +58,20 @@ def test_exported_scores_are_the_best_epochs(tiny_run):
         trial = out / "trials" / name
         best = pd.read_csv(trial / "metrics.csv")["val_map5"].max()
         assert json.loads((trial / "result.json").read_text())["val_map5"] == pytest.approx(best, abs=1e-6)
+
+
+def test_changed_settings_retrain_and_keep_the_old_trial(tiny_data, tmp_path):
+    base = [f"data.root={tiny_data}", f"output.dir={tmp_path}", *TINY, "models=[{name: m, family: metric, "
+            "backbone: wf_compactnet, embedding_dim: 16, p_individuals: 6, stages: [{size: 32, epochs: 1}]}]"]
+    from whaleflow.pipeline import run_prepare, start_run
+    from whaleflow.training import train_model
+
+    cfg = start_run(load_config("configs/demo.yaml", base), progress=False)
+    prepared = run_prepare(cfg, progress=False)
+    first = train_model(cfg, cfg.models[0], prepared, tmp_path / "trials" / "m", progress=False)
+    assert train_model(cfg, cfg.models[0], prepared, tmp_path / "trials" / "m", progress=False) == first
+    changed = load_config("configs/demo.yaml", [*base, "models.0.embedding_dim=8"])
+    second = train_model(changed, changed.models[0], prepared, tmp_path / "trials" / "m", progress=False)
+    assert second["fingerprint"] != first["fingerprint"]
+    stale = list((tmp_path / "stale").glob("m-*"))
+    assert len(stale) == 1 and json.loads((stale[0] / "result.json").read_text()) == first

@@ -8,14 +8,16 @@ written last and marks the trial finished.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Config, ModelConfig
+from .config import Config, ModelConfig, to_dict
 from .engine import Callback, MetricsLogger, ProgressPrinter, Trainer
-from .io import write_json
+from .io import write_json, write_text
 from .registry import FAMILIES
 
 
@@ -37,9 +39,38 @@ def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
     )
 
 
-def trial_finished(trial_dir: str | Path) -> dict[str, Any] | None:
+def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
+    """A hash of everything that decides what a trial learns: the model variant and the
+    data, prepare, train and predict settings. Ray and search settings do not count."""
+    payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
+    payload["model"] = to_dict(model_cfg)
+    payload["train"].pop("num_workers", None)
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def trial_finished(trial_dir: str | Path, fingerprint: str | None = None) -> dict[str, Any] | None:
+    """The trial's result if it finished (with the same settings, when ``fingerprint`` is given)."""
     path = Path(trial_dir) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    if fingerprint is not None and result.get("fingerprint") != fingerprint:
+        return None
+    return result
+
+
+def set_aside_if_stale(trial_dir: Path, fingerprint: str) -> Path | None:
+    """Move a trial folder trained with other settings out of the way (kept, not deleted),
+    so it neither resumes into the new settings nor gets blended. Returns where it went."""
+    marker = trial_dir / "fingerprint.txt"
+    if not trial_dir.exists() or not any(trial_dir.iterdir()):
+        return None
+    if marker.exists() and marker.read_text().strip() == fingerprint:
+        return None
+    dest = trial_dir.parent.parent / "stale" / f"{trial_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(trial_dir), dest)
+    return dest
 
 
 def train_model(
@@ -55,11 +86,16 @@ def train_model(
 ) -> dict[str, Any]:
     """Fit ``model_cfg`` on ``prepared`` into ``trial_dir``; skip if already finished."""
     trial_dir = Path(trial_dir)
+    fingerprint = trial_fingerprint(cfg, model_cfg)
     if resume:
-        done = trial_finished(trial_dir)
+        done = trial_finished(trial_dir, fingerprint)
         if done is not None:
             return done
+    moved = set_aside_if_stale(trial_dir, fingerprint)
+    if moved is not None and progress and not cfg.output.quiet:
+        print(f"[{model_cfg.name}] settings changed since {trial_dir} was trained; old trial moved to {moved}")
     trial_dir.mkdir(parents=True, exist_ok=True)
+    write_text(trial_dir / "fingerprint.txt", fingerprint + "\n")
     t0 = time.time()
     task = build_task(cfg, model_cfg, prepared, **(task_kwargs or {}))
     trainer = Trainer(
@@ -88,6 +124,7 @@ def train_model(
         "epochs": trainer.total_epochs,
         "final_loss": history[-1]["loss"] if history else None,
         "seconds": time.time() - t0,
+        "fingerprint": fingerprint,
     }
     write_json(trial_dir / "result.json", result)
     return result
