@@ -122,9 +122,17 @@ def cmd_tune(args) -> int:
 def cmd_ensemble(args) -> int:
     cfg = _config(args)
     if args.local:
-        from whaleflow.ensemble import run_ensemble
+        import time
 
-        run_ensemble(cfg, Path(cfg.output.dir), progress=not cfg.output.quiet)
+        from whaleflow.data.prepare import load_prepared
+        from whaleflow.ensemble import run_ensemble
+        from whaleflow.pipeline import finalize
+
+        t0 = time.time()
+        prepared = load_prepared(Path(cfg.output.dir) / "prepared")
+        dups = prepared.test_duplicates if cfg.predict.use_duplicates else None
+        ensemble = run_ensemble(cfg, Path(cfg.output.dir), progress=not cfg.output.quiet, test_duplicates=dups)
+        finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=not cfg.output.quiet)
     else:
         from .pipeline import run_ensemble_job
 
