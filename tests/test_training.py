@@ -10,7 +10,7 @@ from whaleflow.training import build_task
 
 
 class Interrupt(Exception):
-    pass
+    """Stands for a crash mid-run."""
 
 
 class StopAfter(Callback):

@@ -155,8 +155,8 @@ def test_killing_the_mining_actor_does_not_kill_the_trial(local_ray, tiny_config
                         if local_ray.get(actor.stats.remote(), timeout=5)["solves"] >= 1:
                             local_ray.kill(actor)
                             killed.append(name)
-                    except Exception:
-                        pass
+                    except Exception:  # not answering yet (starting or busy): look again
+                        continue
             time.sleep(0.2)
 
     thread = threading.Thread(target=killer, daemon=True)
