@@ -117,7 +117,6 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
-    num_workers: int = 0
     eval_every: int = 1
     checkpoint_every: int = 1
     max_train_images: int | None = None

@@ -44,7 +44,6 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     data, prepare, train and predict settings. Ray and search settings do not count."""
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
     payload["model"] = to_dict(model_cfg)
-    payload["train"].pop("num_workers", None)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from whaleflow.mining import score_all_pairs, score_knn, score_pairs
+from whaleflow.mining import score_all_pairs, score_blocks, score_knn, score_pairs
 from whaleflow.mining import scoring
 from whaleflow.models.pair_head import PairHead
 
@@ -96,3 +96,16 @@ def test_score_pairs_and_knn():
     idx, s = score_knn(f[:3], head, k=5)  # only 2 others per row: padded
     assert idx.shape == (3, 3) and (idx[:, 2] == -1).all() and np.isneginf(s[:, 2]).all()
     assert all(i not in idx[i] for i in range(3))
+
+
+@pytest.mark.parametrize("block_size", [5, 64])
+def test_row_blocks_of_queries_against_a_gallery_equal_the_loop(block_size):
+    torch.manual_seed(1)
+    q, g = torch.randn(13, 6), torch.randn(21, 6)
+    head = PairHead(6, hidden=(16, 8), symmetric=False).eval()
+    blocks = list(score_blocks(q, g, head, block_size=block_size, transform=torch.sigmoid))
+    assert [s for s, _ in blocks] == list(range(0, 13, block_size))
+    got = np.concatenate([b for _, b in blocks])
+    with torch.no_grad():
+        ref = np.array([[torch.sigmoid(head(q[i : i + 1], g[j : j + 1])).item() for j in range(21)] for i in range(13)])
+    np.testing.assert_allclose(got, ref, atol=1e-6)

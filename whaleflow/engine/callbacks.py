@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +96,6 @@ class ProgressPrinter(Callback):
         self.name = name
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self._t0 = time.time()
 
     def on_epoch_end(self, trainer, metrics):
         if self.quiet:

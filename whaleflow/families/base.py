@@ -102,18 +102,18 @@ class FamilyTask(ModelTask):
         """All trainable modules (for dropout and mode switches)."""
 
     @torch.inference_mode()
-    def embed(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray, *, flip: bool, batch_size: int = 128) -> np.ndarray:
-        """Apply ``fn`` (images → vectors) to cached images in batches, eval mode."""
+    def embed(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray, flips, *, batch_size: int = 128) -> torch.Tensor:
+        """Apply ``fn`` (images → vectors) to cached, unaugmented images in batches, in eval
+        mode; ``flips`` is one bool or one per row. The result stays on the device."""
+        self.model.eval()
+        flips = np.broadcast_to(np.asarray(flips, dtype=bool), (len(rows),))
         out = []
-        flips = np.full(len(rows), flip)
         for start in range(0, len(rows), batch_size):
             sl = slice(start, start + batch_size)
             x = to_device_images(self.images_eval.batch(rows[sl], flips[sl], self.size), self.device)
             with autocast(self.device):
-                out.append(fn(x).float().cpu())
-        if not out:
-            return np.zeros((0, 0), dtype=np.float32)
-        return torch.cat(out).numpy()
+                out.append(fn(x).float())
+        return torch.cat(out) if out else torch.zeros((0, 0), device=self.device)
 
     def labelled_gallery(self, roles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows, class indices and class names of known-individual images in ``roles``."""

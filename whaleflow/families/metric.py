@@ -71,8 +71,7 @@ class MetricTask(FamilyTask):
         self.scheduler.step()
 
     def _embed(self, rows: np.ndarray, flip: bool) -> np.ndarray:
-        self.model.eval()
-        return self.embed(self.model, rows, flip=flip)
+        return self.embed(self.model, rows, flip).cpu().numpy()
 
     def score_queries(self, q_rows, g_rows, g_labels, num_classes):
         cent = class_centroids(self._embed(g_rows, False), g_labels, num_classes)

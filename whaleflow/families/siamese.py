@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..engine.device import autocast, prepare_model, to_device_images
+from ..mining import score_blocks
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
@@ -70,31 +71,18 @@ class SiameseTask(FamilyTask):
             np.concatenate([labels, labels + n_cls]),
         )
 
-    @torch.inference_mode()
-    def _features(self, rows: np.ndarray, flips: np.ndarray) -> torch.Tensor:
-        self.model.eval()
-        out = []
-        for start in range(0, len(rows), 128):
-            sl = slice(start, start + 128)
-            x = to_device_images(self.images_eval.batch(rows[sl], flips[sl], self.size), self.device)
-            with autocast(self.device):
-                out.append(self.model["backbone"](x).float())
-        return torch.cat(out)
+    def _features(self, rows: np.ndarray, flips) -> torch.Tensor:
+        return self.embed(self.model["backbone"], rows, flips)
 
-    def _score_blocks(self, feats: torch.Tensor, block: int):
-        """Row blocks of the all-pairs score matrix (sigmoid probabilities), head applied blockwise."""
-        head = self.model["head"]
-        with torch.inference_mode():
-            for start in range(0, len(feats), block):
-                rows = feats[start : start + block]
-                yield start, torch.sigmoid(head.score_matrix(rows, feats)).float().cpu().numpy()
+    def _score_blocks(self, queries: torch.Tensor, gallery: torch.Tensor, block_size: int):
+        """Row blocks of queries × gallery "same individual" probabilities (the pair head, tiled)."""
+        return score_blocks(queries, gallery, self.model["head"], block_size=block_size, transform=torch.sigmoid)
 
     def mine(self, epoch: int) -> None:
         rows, flips, labels = self._virtual()
         feats = self._features(rows, flips)
-        # keep the pairwise block at ~64 MB: (block × N × hidden) floats
-        block = max(1, min(self.cfg.mining.block_size, int(16e6 // max(1, len(feats) * (list(self.model["head"].hidden) or [1])[0]))))
-        blocks = progress(self._score_blocks(feats, block), total=-(-len(rows) // block),
+        block = self.cfg.mining.block_size
+        blocks = progress(self._score_blocks(feats, feats, block), total=-(-len(rows) // block),
                           description=f"{self.name}: scoring {len(rows)}² pairs for mining", quiet=self.quiet,
                           unit="blocks", leave=False)
         self.mining.submit(epoch, blocks, len(rows), labels)
@@ -144,28 +132,20 @@ class SiameseTask(FamilyTask):
 
     # ------------------------------------------------------------------ scoring
     def _pair_scores(self, q: torch.Tensor, g: torch.Tensor) -> np.ndarray:
-        head = self.model["head"]
-        out = []
-        block = max(1, int(16e6 // max(1, len(g) * (list(head.hidden) or [1])[0])))
-        with torch.inference_mode():
-            for start in range(0, len(q), block):
-                out.append(torch.sigmoid(head.score_matrix(q[start : start + block], g)).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, len(g)), np.float32)
+        blocks = [b for _, b in self._score_blocks(q, g, self.cfg.mining.block_size)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, len(g)), np.float32)
 
     def score_queries(self, q_rows, g_rows, g_labels, num_classes):
-        no = np.zeros(len(q_rows), bool)
-        gno = np.zeros(len(g_rows), bool)
-        scores = self._pair_scores(self._features(q_rows, no), self._features(g_rows, gno))
+        scores = self._pair_scores(self._features(q_rows, False), self._features(g_rows, False))
         if self.predict_cfg.flip_tta:
             # flipped query against flipped gallery: the same individual again
-            flip_scores = self._pair_scores(self._features(q_rows, ~no), self._features(g_rows, ~gno))
+            flip_scores = self._pair_scores(self._features(q_rows, True), self._features(g_rows, True))
             scores = 0.5 * (scores + flip_scores)
         return aggregate_by_class(scores, g_labels, num_classes, self.predict_cfg.class_agg)
 
     def image_vectors(self, rows, flip):
         # pooled backbone features, unit-normalised so PCA is not led by their scale
-        feats = self._features(rows, np.full(len(rows), flip))
-        return torch.nn.functional.normalize(feats, dim=1).numpy()
+        return torch.nn.functional.normalize(self._features(rows, flip), dim=1).cpu().numpy()
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

@@ -13,7 +13,7 @@ from .dense import NO_PARTNER, hard_negatives, hard_positives
 from .knn import knn_other
 from .miner import LapMiner, MinedPairs, build_miner
 from .noise import NoiseSchedule
-from .scoring import head_scores_fn, score_all_pairs, score_knn, score_pairs
+from .scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
 from .sparse import hard_positives_from_features, sparse_hard_negatives, sparse_hard_negatives_from_scores
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "head_scores_fn",
     "knn_other",
     "score_all_pairs",
+    "score_blocks",
     "score_knn",
     "score_pairs",
     "sparse_hard_negatives",

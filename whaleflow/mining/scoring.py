@@ -61,15 +61,18 @@ def _setup(features, device, dtype) -> torch.Tensor:
     return f.to(device=device, dtype=dtype)
 
 
-def _tile(pair, xa: torch.Tensor, xb: torch.Tensor) -> np.ndarray:
-    """Scores of ``xa × xb`` in square sub-tiles of at most the device's budget."""
+def _tile(pair, xa: torch.Tensor, xb: torch.Tensor, transform=None) -> np.ndarray:
+    """Scores of ``xa × xb`` in square sub-tiles of at most the device's budget
+    (``transform``, e.g. ``torch.sigmoid``, applied on the device)."""
     budget = MAX_TILE_ELEMENTS.get(xa.device.type, MAX_TILE_ELEMENTS["default"])
     side = max(1, int((budget / xa.shape[1]) ** 0.5))
     out = torch.empty(len(xa), len(xb), device=xa.device)
     for r in range(0, len(xa), side):
         for c in range(0, len(xb), side):
             out[r : r + side, c : c + side] = pair(xa[r : r + side], xb[c : c + side])
-    return out.cpu().numpy()
+    if transform is not None:
+        out = transform(out)
+    return out.float().cpu().numpy()
 
 
 @torch.inference_mode()
@@ -97,6 +100,28 @@ def score_all_pairs(
                 if sym and b != a:
                     out[b : b + block_size, a : a + block_size] = t.T
     return out
+
+
+@torch.inference_mode()
+def score_blocks(
+    queries, gallery, head: nn.Module, *, block_size: int = 1024, device=None,
+    dtype: torch.dtype = torch.float32, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, rows)``: the queries × gallery score matrix, ``block_size`` rows at a time.
+
+    For consumers that must not hold the whole matrix at once (a MiningActor takes
+    row blocks as they come; query scoring aggregates per class). Same tiling and
+    device handling as :func:`score_all_pairs`; ``transform`` (e.g. ``torch.sigmoid``)
+    is applied on the device before the copy back.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be ≥ 1, got {block_size}")
+    q = _setup(queries, device, dtype)
+    g = _setup(gallery, q.device, dtype)
+    with _eval_head(head, q.device, dtype) as h:
+        pair = _pair_fn(h)
+        for a in range(0, len(q), block_size):
+            yield a, _tile(pair, q[a : a + block_size], g, transform)
 
 
 @torch.inference_mode()
