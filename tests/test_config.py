@@ -1,7 +1,7 @@
 """Config loading: YAML + dotted overrides, type checks, unknown keys with suggestions."""
 import pytest
 
-from whaleflow.config import Config, dump_config, load_config, max_stage_size
+from whaleflow.config import Config, dump_config, load_config, cache_shape
 from whaleflow.errors import ConfigError
 
 
@@ -20,7 +20,7 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.models[0].stages[0].size == 32
     assert cfg.data.root == "/data/hwi"
     assert cfg.models[0].pretrained is True
-    assert max_stage_size(cfg) == 32
+    assert cache_shape(cfg) == (32, 32)
 
 
 def test_override_on_default_list_section():

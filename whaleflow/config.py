@@ -51,18 +51,36 @@ class PrepareConfig:
     folds: int = 1
     seed: int = 0
     grayscale: bool = True
-    cache_size: int | None = None     # None → largest stage size of any model
+    # the cache's [height, width] (an int is a square); None → the largest height and the
+    # largest width of any model's stages. Each crop keeps its aspect, letterboxed to it.
+    cache_size: Union[int, list[int], None] = None
 
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One progressive-resizing stage."""
+    """One progressive-resizing stage. ``size`` is a square side or ``[height, width]``
+    (flukes are about 1:2; HWI's 2nd place trained at 256×512)."""
 
-    size: int = 64
+    size: Union[int, list[int]] = 64
     epochs: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.0
     dropout: float = 0.0
+
+    def __post_init__(self):
+        size_hw(self.size)
+
+
+def size_hw(size) -> tuple[int, int]:
+    """``64`` → (64, 64); ``[64, 128]`` → (64, 128): every image size as (height, width)."""
+    if isinstance(size, (list, tuple)):
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            raise ConfigError(f"image size {list(size)!r} must be one positive integer or [height, width]. "
+                              "Fix: e.g. size: 64 or size: [64, 128].")
+        return int(size[0]), int(size[1])
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ConfigError(f"image size {size!r} must be a positive integer or [height, width].")
+    return int(size), int(size)
 
 
 @dataclass(frozen=True)
@@ -89,13 +107,38 @@ class MarginConfig:
 
 
 @dataclass(frozen=True)
+class ArcFaceConfig:
+    """Sub-center ArcFace with dynamic margins (the Happywhale 2022 winner's head).
+
+    Margin of individual c with n_c training photos: ``m_c = margin_a * n_c**-margin_lambda
+    + margin_b`` (rare individuals get larger margins). ``subcenters`` K cosine centres per
+    class, the max over them is the class logit, times ``scale``.
+    """
+
+    scale: float = 30.0
+    subcenters: int = 3
+    margin_a: float = 0.45
+    margin_lambda: float = 0.25
+    margin_b: float = 0.05
+    gem_p: float = 3.0               # GeM pooling exponent (learned)
+    head_lr_mult: float = 10.0       # the head learns this much faster than the backbone
+    warmup_epochs: int = 1           # linear LR warm-up, then cosine decay over the rest of the run
+    min_lr_ratio: float = 0.05       # cosine decays to lr × this
+    knn_weight: float = 0.5          # class score = (1-w)·head cosine + w·best gallery cosine
+    imprint: bool = True             # start each class centre at its mean embedding (weight imprinting)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One model variant: one trial in the Ray experiment."""
 
     name: str = "metric_compact"
-    family: str = "metric"            # metric | siamese
+    family: str = "metric"            # metric | siamese | arcface
     backbone: str = "wf_compactnet"
-    pretrained: Union[bool, str] = False  # True → timm weights (online), str → local file
+    # True → ImageNet weights (offline where a package ships them, e.g. efficientnet_lite0;
+    # timm's hub otherwise), str → a local weights file
+    pretrained: Union[bool, str] = False
+    frozen_stages: int = 0            # stem + this many feature stages keep their (pretrained) weights
     embedding_dim: int = 64
     head_layers: list[int] = field(default_factory=lambda: [64, 32])
     batch_size: int = 32
@@ -109,6 +152,7 @@ class ModelConfig:
     plateau_factor: float = 0.2
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     margin: MarginConfig = field(default_factory=MarginConfig)
+    arcface: ArcFaceConfig = field(default_factory=ArcFaceConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     search: dict[str, Any] = field(default_factory=dict)  # Ray Tune search space
 
@@ -343,6 +387,10 @@ def dump_config(cfg: Config, path: str | Path) -> Path:
     return write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def max_stage_size(cfg: Config) -> int:
-    """The largest image size any model trains at: the cache is built at this size."""
-    return max(s.size for m in cfg.models for s in m.stages)
+def cache_shape(cfg: Config) -> tuple[int, int]:
+    """(height, width) of the image cache: ``prepare.cache_size``, or the largest height and
+    the largest width any model trains at, so no stage reads upscaled pixels."""
+    if cfg.prepare.cache_size is not None:
+        return size_hw(cfg.prepare.cache_size)
+    shapes = [size_hw(s.size) for m in cfg.models for s in m.stages]
+    return max(h for h, _ in shapes), max(w for _, w in shapes)

@@ -110,3 +110,22 @@ def test_parallel_map_keeps_order():
     assert list(parallel_map(lambda x: x * x, range(50), workers=2)) == [x * x for x in range(50)]
     assert list(parallel_map(str, [1, 2], workers=1, progress=True, description="t")) == ["1", "2"]
     assert list(parallel_map(str, [])) == []
+
+
+def test_rectangular_cache_keeps_each_crops_aspect(tmp_path):
+    """A [height, width] cache letterboxes to that aspect, not a square: a 1:2 crop fills a
+    1:2 cache exactly, and a square crop is padded left and right."""
+    items = make_items(tmp_path, n=4, w=120, h=60)  # 1:2 images
+    c = build_cache(items, tmp_path / "cache", size=(32, 64))
+    assert c.images.shape == (4, 32, 64) and c.shape == (32, 64) and c.size == 64
+    assert c.images[0, 16, 32] == 250 and c.images[0, 0, 0] == 40  # no padding rows: full frame
+    assert open_cache(c.dir).shape == (32, 64)
+    assert build_cache(items, tmp_path / "cache", size=(32, 64)).dir == c.dir  # reused
+    assert build_cache(items, tmp_path / "cache", size=64).dir != c.dir         # a square is another cache
+    square = letterbox(np.full((40, 40), 200, np.uint8), (32, 64))
+    assert square.shape == (32, 64) and (square[:, 16:48] == 200).all() and (square[:, :16] == 200).all()
+    img = np.full((40, 40), 10, np.uint8)
+    img[:, :2] = 250  # a bright left edge: the pad is the border mean, not the edge copied
+    out = letterbox(img, (32, 64))
+    border = np.concatenate([out[0, 16:48], out[-1, 16:48], out[:, 16], out[:, 47]])
+    assert out[16, 0] == int(np.round(border.mean())) and out[16, 0] < 250

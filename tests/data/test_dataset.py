@@ -20,7 +20,7 @@ def test_batch_shapes_flip_and_normalisation(images):
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.shape == (2, 1, 32, 32)
     assert np.allclose(x[0, 0].numpy(), normalize(images[0]))
     assert np.allclose(x[1, 0].numpy(), normalize(images[3][:, ::-1]))
-    assert ds.batch([1]).shape == (1, 1, 32, 32) and len(ds) == 5 and ds.size == 32
+    assert ds.batch([1]).shape == (1, 1, 32, 32) and len(ds) == 5 and ds.size == (32, 32)
 
 
 def test_resize_from_cache_size(images):
@@ -47,3 +47,21 @@ def test_pair_batch(images):
     s = PairSampler(["a", "a", "b", "c", "c"], batch_size=4, seed=0)
     xa, xb, t = CachedImages(images).pair_batch(next(iter(s)), size=24)
     assert xa.shape == xb.shape == (4, 1, 24, 24) and t.tolist().count(1.0) == 2
+
+
+def test_rectangular_sizes_resize_or_letterbox_never_stretch():
+    """Reading a 1:2 cache at 16×32 resizes; reading it at a square letterboxes (pads top
+    and bottom), so the content keeps its aspect."""
+    img = np.full((1, 32, 64), 20, np.uint8)
+    img[0, :, 16:48] = 220  # a centred square block
+    ds = CachedImages(img)
+    assert ds.size == (32, 64)
+    rect = ds.batch([0], size=[16, 32])
+    assert rect.shape == (1, 1, 16, 32)
+    sq = ds.batch([0], size=32)[0, 0].numpy()
+    assert sq.shape == (32, 32)
+    bright = sq > normalize(np.array([120], np.uint8))[0]
+    cols = np.flatnonzero(bright.any(0))
+    rows = np.flatnonzero(bright.any(1))
+    # the block is 16 px wide at this scale and only 16 rows tall: letterboxed, not stretched
+    assert 14 <= len(cols) <= 18 and 14 <= len(rows) <= 18

@@ -74,7 +74,7 @@ def test_prepare_writes_everything(data, tmp_path, capsys):
     for name in ("index.csv", "split.csv", "duplicates.csv", "leaks.csv", "conflicts.csv", "summary.json", "summary.txt",
                  "skipped.csv", "box_problems.csv", "hashes.csv", "test_duplicates.json"):
         assert (pdir / name).is_file(), name
-    assert p.images.shape == (40, 32, 32) and p.size == 32
+    assert p.images.shape == (40, 32, 32) and p.size == (32, 32)
     s = json.loads((pdir / "summary.json").read_text())
     assert s["images"] == {"train": 35, "test": 5, "individuals": 8, "new_whale_train": 10}
     assert s["leaks"] == 1 and s["duplicates"]["train_groups"] == 1 and s["conflicts"] == 0
@@ -106,7 +106,7 @@ def test_second_prepare_reuses_hashes_and_cache(data, tmp_path, monkeypatch):
     loaded = load_prepared(tmp_path / "run")
     pd.testing.assert_frame_equal(loaded.index, first.index)
     assert np.array_equal(np.asarray(loaded.images), np.asarray(first.images))
-    assert loaded.test_duplicates == first.test_duplicates and loaded.size == 32
+    assert loaded.test_duplicates == first.test_duplicates and loaded.size == (32, 32)
     assert np.array_equal(loaded.rows("val", fold=0), first.rows("val"))
     changed = prepare(config(cache_size=24), tmp_path / "run", catalog=fake_catalog(data), progress=False)
     assert changed.summary["cache"]["reused"] is False and changed.images.shape[1:] == (24, 24)

@@ -3,9 +3,10 @@
 Training reads images thousands of times; decoding a 1000-pixel JPEG each time costs
 far more than the model step on small nets. So each image is decoded once, cropped to
 its box (:mod:`whaleflow.data.boxes`), converted to grey, resized with its aspect
-kept and padded to a square of ``size``, and written into ONE uint8 ``np.memmap``
-(``images.u8``, shape (n, size, size)) with an ``index.csv`` (image, split, row,
-width, height, box). A trainer then reads rows straight from the page cache.
+kept and padded to the cache's (height, width) — a square or a rectangle such as
+1:2 for flukes — and written into ONE uint8 ``np.memmap`` (``images.u8``, shape
+(n, height, width)) with an ``index.csv`` (image, split, row, width, height, box). A
+trainer then reads rows straight from the page cache.
 
 Padding: the letterbox is filled with the mean of the resized image's border pixels
 (edge-mean). A constant near the local sea colour adds no strong edge (black padding
@@ -35,11 +36,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ..config import size_hw
 from ..io import write_csv, write_json
 from .boxes import Boxes, crop_image, read_boxes
 from .images import CorruptImage, read_gray, read_rgb
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rectangular (height, width) caches
 PAD = "edge-mean"
 
 
@@ -69,25 +71,29 @@ def parallel_map(fn: Callable, items: Iterable, *, workers: int = 2, progress: b
                 advance()
 
 
-def letterbox(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longer side is ``size`` (aspect kept) and pad to a square (edge-mean)."""
+def letterbox(img: np.ndarray, size) -> np.ndarray:
+    """Resize to fit ``size`` (a side or (height, width)) with the aspect kept, and pad the
+    rest with the edge mean."""
+    th, tw = size_hw(size)
     h, w = img.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+    scale = min(th / h, tw / w)
+    nw, nh = max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(img, (nw, nh), interpolation=interp)
+    small = cv2.resize(img, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else img
     if small.ndim == 2 and img.ndim == 3:
         small = small[:, :, None]
+    if (nh, nw) == (th, tw):
+        return np.ascontiguousarray(small)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]], axis=0)
     fill = border.reshape(-1, *small.shape[2:]).mean(axis=0)
-    out = np.empty((size, size) + small.shape[2:], dtype=np.uint8)
+    out = np.empty((th, tw) + small.shape[2:], dtype=np.uint8)
     out[...] = np.round(fill).astype(np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
+    top, left = (th - nh) // 2, (tw - nw) // 2
     out[top:top + nh, left:left + nw] = small
     return out
 
 
-def load_image(path: str | Path, image: str, *, size: int, boxes: Boxes | None = None,
+def load_image(path: str | Path, image: str, *, size, boxes: Boxes | None = None,
                box_margin: float = 0.05, grayscale: bool = True):
     """Decode, crop, grey, letterbox one image: (pixels, width, height, box status, problem)."""
     img = read_gray(path) if grayscale else read_rgb(path)
@@ -101,20 +107,26 @@ class Cache:
     """An opened cache folder."""
 
     dir: Path
-    images: np.ndarray   # uint8 memmap (n, size, size) or (n, size, size, 3)
+    images: np.ndarray   # uint8 memmap (n, height, width) or (n, height, width, 3)
     index: pd.DataFrame  # image, split, row, path, width, height, box
     meta: dict
 
     @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of every cached image."""
+        return int(self.meta["height"]), int(self.meta["width"])
+
+    @property
     def size(self) -> int:
-        return int(self.meta["size"])
+        """The longer side."""
+        return max(self.shape)
 
 
-def cache_key(items: pd.DataFrame, *, size: int, boxes_digest: str | None, box_margin: float,
+def cache_key(items: pd.DataFrame, *, size, boxes_digest: str | None, box_margin: float,
               grayscale: bool) -> str:
     """Hash of everything the cached pixels depend on."""
     h = hashlib.sha256()
-    settings = {"version": CACHE_VERSION, "size": int(size), "boxes": boxes_digest,
+    settings = {"version": CACHE_VERSION, "size": list(size_hw(size)), "boxes": boxes_digest,
                 "margin": float(box_margin) if boxes_digest else None,
                 "grayscale": bool(grayscale), "pad": PAD}
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -128,10 +140,12 @@ def cache_key(items: pd.DataFrame, *, size: int, boxes_digest: str | None, box_m
     return h.hexdigest()[:16]
 
 
-def build_cache(items: pd.DataFrame, root: str | Path, *, size: int, boxes: str | Path | None = None,
+def build_cache(items: pd.DataFrame, root: str | Path, *, size, boxes: str | Path | None = None,
                 box_margin: float = 0.05, grayscale: bool = True, strict: bool = False,
                 workers: int = 2, progress: bool = False, keep: int = 2) -> Cache:
     """Open the cache for ``items`` (image, split, path) under ``root``, building it if needed.
+
+    ``size`` is a side (square) or (height, width).
 
     ``keep`` caches (the newest) are kept in ``root``; older ones are deleted, since at
     full HWI scale one cache is gigabytes.
@@ -167,7 +181,8 @@ def build_cache(items: pd.DataFrame, root: str | Path, *, size: int, boxes: str 
 def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, grayscale, strict,
            workers, progress) -> None:
     n = len(items)
-    shape = (n, size, size) if grayscale else (n, size, size, 3)
+    height, width = size_hw(size)
+    shape = (n, height, width) if grayscale else (n, height, width, 3)
     # A raw file (no .npy header): its shape lives in meta.json.
     images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=shape) if n else None
     records = items[["image", "split", "path"]].to_dict("records")
@@ -219,7 +234,8 @@ def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, g
         problems = boxes.problems + problems
     write_csv(folder / "box_problems.csv", pd.DataFrame(problems, columns=["image", "row", "message"]))
     write_json(folder / "meta.json", {
-        "key": key, "version": CACHE_VERSION, "n": n_ok, "size": size, "channels": 1 if grayscale else 3,
+        "key": key, "version": CACHE_VERSION, "n": n_ok, "size": max(height, width), "height": height,
+        "width": width, "channels": 1 if grayscale else 3,
         "grayscale": grayscale, "pad": PAD, "box_margin": box_margin,
         "boxes_file": boxes.file if boxes else None, "boxes": counts, "box_problems": len(problems),
         "skipped": len(skipped)})
@@ -231,8 +247,11 @@ def open_cache(folder: str | Path) -> Cache:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     index = pd.read_csv(folder / "index.csv", dtype={"image": str, "split": str, "path": str,
                                                      "box": str}, keep_default_na=False)
-    s, c = int(meta["size"]), int(meta["channels"])
-    shape = (int(meta["n"]), s, s) if c == 1 else (int(meta["n"]), s, s, c)
+    h, w = int(meta.get("height", meta["size"])), int(meta.get("width", meta["size"]))
+    meta.setdefault("height", h)
+    meta.setdefault("width", w)
+    c = int(meta["channels"])
+    shape = (int(meta["n"]), h, w) if c == 1 else (int(meta["n"]), h, w, c)
     if meta["n"]:
         images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
     else:

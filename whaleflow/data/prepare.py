@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config, max_stage_size
+from ..config import Config, cache_shape
 from ..errors import DataError
 from ..io import write_csv, write_json, write_text
 from ..labels import NEW_WHALE
@@ -41,8 +41,8 @@ class Prepared:
 
     dir: Path
     index: pd.DataFrame     # image, split, id, role, fold, group, row, path
-    images: np.ndarray      # uint8 memmap (n, size, size)
-    size: int
+    images: np.ndarray      # uint8 memmap (n, height, width)
+    size: tuple[int, int]   # (height, width) of the cache
     summary: dict
     test_duplicates: dict[str, list[str]] = field(default_factory=dict)
 
@@ -107,7 +107,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         relabel_summary, prefer = rel.summary, rel.preferred
 
     t_dedup = time.perf_counter()
-    size = int(pc.cache_size or max_stage_size(cfg))
+    size = cache_shape(cfg)
     cache_root = pdir / "cache"
     existing = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
     cache = build_cache(items[["image", "split", "path"]], cache_root, size=size,
@@ -156,7 +156,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         "relabel": relabel_summary,
         "boxes": {**cache.meta["boxes"], "problems": cache.meta["box_problems"],
                   "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"]},
-        "cache": {"dir": str(cache.dir.relative_to(pdir)), "size": size, "images": int(cache.meta["n"]),
+        "cache": {"dir": str(cache.dir.relative_to(pdir)), "size": list(size), "images": int(cache.meta["n"]),
                   "reused": cache.dir.name in existing},
         "settings": {"hash": pc.hash, "hash_size": pc.hash_size, "dup_distance": pc.dup_distance,
                      "val_fraction": pc.val_fraction, "new_whale_val_fraction": pc.new_whale_val_fraction,
@@ -172,7 +172,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     write_text(pdir / "summary.txt", text + "\n")
     if progress:
         print(text)
-    return Prepared(pdir, index, cache.images, size, summary, test_dups)
+    return Prepared(pdir, index, cache.images, cache.shape, summary, test_dups)
 
 
 def load_prepared(prepared_dir: str | Path) -> Prepared:
@@ -188,7 +188,7 @@ def load_prepared(prepared_dir: str | Path) -> Prepared:
     index = pd.read_csv(pdir / "index.csv", dtype={"image": str, "split": str, "id": str, "role": str,
                                                    "path": str, "box": str}, keep_default_na=False)
     test_dups = json.loads((pdir / "test_duplicates.json").read_text(encoding="utf-8"))
-    return Prepared(pdir, index, cache.images, cache.size, summary, test_dups)
+    return Prepared(pdir, index, cache.images, cache.shape, summary, test_dups)
 
 
 def format_summary(s: dict, pdir: Path | None = None) -> str:
@@ -211,7 +211,8 @@ def format_summary(s: dict, pdir: Path | None = None) -> str:
         lines.append(f"boxes: {b['box']} cropped, {b['clamped']} clamped, {b['missing']} without a box, "
                      f"{b['invalid']} impossible ({b['problems']} listed in box_problems.csv)")
     c = s["cache"]
-    lines.append(f"cache: {c['images']} images at {c['size']}×{c['size']} "
+    h, w = c["size"] if isinstance(c["size"], list) else (c["size"], c["size"])
+    lines.append(f"cache: {c['images']} images at {h}×{w} (height × width) "
                  f"({'reused' if c['reused'] else 'built'}); prepare took {s['seconds']['total']:.1f} s")
     if s.get("relabel"):
         r = s["relabel"]

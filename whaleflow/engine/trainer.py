@@ -18,7 +18,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import StageConfig
+from ..config import StageConfig, size_hw
+
+
+def size_label(size) -> int | str:
+    """A stage size for metrics.csv: the side of a square, or "HxW" for a rectangle."""
+    h, w = size_hw(size)
+    return h if h == w else f"{h}x{w}"
 from .callbacks import Callback, CallbackList
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 
@@ -151,7 +157,7 @@ class Trainer:
             metrics.update(
                 epoch=epoch,
                 stage=stage_idx,
-                size=self.stages[stage_idx].size,
+                size=size_label(self.stages[stage_idx].size),
                 lr=self.task.current_lr(),
                 val_map5=val,
                 seconds=time.time() - t0,

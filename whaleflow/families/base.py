@@ -133,9 +133,14 @@ class FamilyTask(ModelTask):
         roles = ("train",) if split == "val" else ("train", "val")
         g_rows, g_labels, classes = self.labelled_gallery(roles)
         q = self.splits[split]
-        scores = self.score_queries(q.rows, g_rows, g_labels, len(classes))
+        scores = self.score_queries_named(q.rows, g_rows, g_labels, classes)
         truth = q.ids if split == "val" else None
         return ClassScores(scores.astype(np.float32), q.images, classes, truth)
+
+    def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
+        """:meth:`score_queries` for a family that needs the gallery's class names (one with
+        a head over a fixed set of classes)."""
+        return self.score_queries(q_rows, g_rows, g_labels, len(classes))
 
     @abc.abstractmethod
     def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:

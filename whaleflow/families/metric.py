@@ -29,7 +29,7 @@ class MetricTask(FamilyTask):
 
         cfg = model_cfg
         stage = cfg.stages[0]
-        backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages)
         self.model = prepare_model(EmbeddingNet(backbone, cfg.embedding_dim, stage.dropout), self.device)
         n_classes = len(self.classes) * (2 if cfg.flip_new_class else 1)
         self.loss = LOSSES.build("margin", num_classes=n_classes, cfg=cfg.margin).to(self.device)

@@ -132,6 +132,17 @@ def threshold_figure(curve: Optional[pd.DataFrame], threshold: Optional[float]) 
     return fig
 
 
+def _size_label(value) -> Optional[str]:
+    """``64`` → "64 px", "64x128" → "64×128 px"; None when the size is unknown."""
+    if isinstance(value, str) and value.strip():
+        return value.replace("x", "×") + " px"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f"{int(v)} px" if np.isfinite(v) else None
+
+
 def _stage_spans(m: pd.DataFrame) -> list[tuple[float, float, str]]:
     """(first epoch, last epoch, label) of each image-size stage, epochs 1-based."""
     if "stage" not in m or m["stage"].isna().all():
@@ -142,7 +153,7 @@ def _stage_spans(m: pd.DataFrame) -> list[tuple[float, float, str]]:
     start = 0
     for i in range(1, len(m) + 1):
         if i == len(m) or stage[i] != stage[start]:
-            label = f"{int(size[start])} px" if np.isfinite(size[start]) else f"stage {int(stage[start])}"
+            label = _size_label(size[start]) or f"stage {int(stage[start])}"
             spans.append((ep[start] - 0.5, ep[i - 1] + 0.5, label))
             start = i
     return spans
