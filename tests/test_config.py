@@ -1,7 +1,7 @@
 """Config loading: YAML + dotted overrides, type checks, unknown keys with suggestions."""
 import pytest
 
-from whaleflow.config import Config, dump_config, load_config, cache_shape
+from whaleflow.config import Config, cache_shape, dump_config, load_config, size_hw
 from whaleflow.errors import ConfigError
 
 
@@ -76,5 +76,26 @@ def test_dump_round_trip(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
-        load_config(path)
+    import timm
+
+    from whaleflow.registry import FAMILIES
+    import whaleflow.families  # noqa: F401  (registers the families)
+
+    paths = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert {"cpu.yaml", "demo.yaml", "happywhale.yaml", "hwi_full.yaml"} <= {p.name for p in paths}
+    for path in paths:
+        cfg = load_config(path)
+        for m in cfg.models:
+            assert m.family in FAMILIES, (path, m.name)
+            assert timm.is_model(m.backbone), (path, m.backbone)
+            [size_hw(s.size) for s in m.stages]
+
+
+def test_rectangular_sizes_and_bad_sizes():
+    cfg = load_config(None, ["models.0.stages=[{size: [64, 128]}, {size: 48}]"])
+    assert size_hw(cfg.models[0].stages[0].size) == (64, 128)
+    assert cache_shape(cfg) == (64, 128)
+    with pytest.raises(ConfigError, match="height, width"):
+        load_config(None, ["models.0.stages=[{size: [64, 128, 3]}]"])
+    with pytest.raises(ConfigError):
+        load_config(None, ["models.0.stages=[{size: -4}]"])
