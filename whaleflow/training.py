@@ -2,7 +2,7 @@
 
 This is what a Ray trial calls (with its reporting and mining callbacks) and what
 the local pipeline calls directly. A trial folder holds everything later steps need:
-``checkpoints/`` (last + best), ``metrics.csv``, ``scores_val.npz``,
+``checkpoints/`` (last, the previous last, best), ``metrics.csv``, ``scores_val.npz``,
 ``scores_test.npz``, ``embeddings.npz`` (metric family) and ``result.json``, which is
 written last and marks the trial finished.
 """
