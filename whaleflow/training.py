@@ -41,8 +41,10 @@ def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
 
 def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     """A hash of everything that decides what a trial learns: the model variant and the
-    data, prepare, train and predict settings. Ray and search settings do not count."""
+    data, prepare, train and predict settings. Ray and search settings do not count, nor
+    ``train.device``: a model trained on a GPU or on the CPU is the same trial."""
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
+    payload["train"].pop("device", None)
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
