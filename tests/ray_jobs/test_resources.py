@@ -32,7 +32,7 @@ def gpu_host_ray():
     old = os.environ.get("CUDA_VISIBLE_DEVICES")
     os.environ["CUDA_VISIBLE_DEVICES"] = "0,1"
     try:
-        ray.init(num_cpus=2, num_gpus=2, object_store_memory=150 << 20, include_dashboard=False,
+        ray.init(address="local", num_cpus=2, num_gpus=2, object_store_memory=150 << 20, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
         yield ray
     finally:
