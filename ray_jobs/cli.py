@@ -23,7 +23,8 @@ def _add_config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _add_ray_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="Ray cluster to join: 'auto' or HOST:PORT (default: a local Ray)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment in the same output.dir")
+    # a rerun continues an interrupted run by itself; --resume is accepted for old scripts and does the same
+    p.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--local", action="store_true", help="no Ray: train the models one after another in this process")
 
 
@@ -104,7 +105,7 @@ def _run(cfg, args) -> int:
     else:
         from .pipeline import run_ray
 
-        run_ray(cfg, resume=getattr(args, "resume", False), progress=not cfg.output.quiet)
+        run_ray(cfg, progress=not cfg.output.quiet)
     return 0
 
 
@@ -115,7 +116,7 @@ def cmd_run(args) -> int:
 def cmd_tune(args) -> int:
     from .pipeline import run_tune
 
-    run_tune(_config(args), resume=args.resume, progress=not args.quiet)
+    run_tune(_config(args), progress=not args.quiet)
     return 0
 
 
@@ -186,8 +187,10 @@ def main(argv=None) -> int:
     except WhaleflowError as exc:
         print(f"whaleflow {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"whaleflow {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f" with {exc}" if str(exc) else ""
+        print(f"whaleflow {args.command}: interrupted{detail}; rerun the same command to continue (finished "
+              "trials are kept, unfinished ones resume from their last checkpoint).", file=sys.stderr)
         return 130
 
 

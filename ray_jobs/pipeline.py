@@ -105,6 +105,17 @@ def absolute(cfg: Config) -> Config:
     return dataclasses.replace(cfg, data=data, output=out)
 
 
+def preflight(cfg: Config) -> None:
+    """Before the data is prepared (minutes on a large set): the models and every trial's
+    request must be possible on this cluster, or the run ends now with one line."""
+    from .resources import check_requests
+    from .search_space import check_models
+    from .tuner import gpus_for_trials
+
+    check_models(cfg)
+    check_requests(cfg, gpus_for_trials(cfg))
+
+
 def _prepared(cfg: Config, progress: bool):
     """Prepare the data (reused when unchanged) and hand back the opened folder."""
     from whaleflow.pipeline import run_prepare
@@ -116,15 +127,16 @@ def _duplicates(cfg: Config, prepared) -> dict | None:
     return getattr(prepared, "test_duplicates", None) if cfg.predict.use_duplicates else None
 
 
-def run_tune(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_tune(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """``whaleflow tune``: prepare if needed, then train every model variant as one Tune experiment."""
     from whaleflow.pipeline import start_run
 
     from .tuner import run_experiment
 
     cfg = absolute(start_run(cfg, progress=progress))
-    _prepared(cfg, progress)
     with ray_session(cfg, progress=progress):
+        preflight(cfg)
+        _prepared(cfg, progress)
         return run_experiment(cfg, resume=resume, progress=progress)
 
 
@@ -146,7 +158,7 @@ def run_ensemble_job(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     return finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=progress)
 
 
-def run_ray(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_ray(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """``whaleflow run``: prepare → Tune experiment → ensemble task → submission and summary."""
     from whaleflow.pipeline import finalize, start_run
 
@@ -156,9 +168,10 @@ def run_ray(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict
     timings: dict[str, float] = {}
     t0 = time.time()
     cfg = absolute(start_run(cfg, progress=progress))
-    prepared = _prepared(cfg, progress)
-    timings["prepare_s"] = time.time() - t0
     with ray_session(cfg, progress=progress):
+        preflight(cfg)
+        prepared = _prepared(cfg, progress)
+        timings["prepare_s"] = time.time() - t0
         t = time.time()
         tuned = run_experiment(cfg, resume=resume, progress=progress)
         timings["tune_s"] = time.time() - t

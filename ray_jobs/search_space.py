@@ -195,9 +195,27 @@ def param_space(cfg: Config) -> dict:
     ])}
 
 
+def get_dotted(raw: Any, key: str) -> Any:
+    """The value at ``a.0.b`` inside a raw config tree (keys already checked by :func:`check_search`)."""
+    for part in key.split("."):
+        raw = raw[int(part)] if isinstance(raw, list) else raw[part]
+    return raw
+
+
+def recipe_point(model_cfg: ModelConfig, domains: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's own values at its sampled keys, when each lies in its domain: the first point
+    an Optuna study evaluates, so ``num_samples: 1`` trains the config's recipe, not a random draw."""
+    raw = to_dict(model_cfg)
+    point = {key: get_dotted(raw, key) for key in domains}
+    if not point or not all(domain.is_valid(point[key]) for key, domain in domains.items()):
+        return None
+    return point
+
+
 def expanded_variants(cfg: Config) -> list[dict]:
-    """Per model, one entry per grid point: ``{"model", "constants", "domains"}`` (for searchers
-    that cannot grid search, such as Optuna: each grid point gets its own study)."""
+    """Per model, one entry per grid point: ``{"model", "constants", "domains", "recipe"}`` (for
+    searchers that cannot grid search, such as Optuna: each grid point gets its own study;
+    ``recipe`` is :func:`recipe_point`, or None)."""
     check_models(cfg)
     out = []
     for m in cfg.models:
@@ -207,7 +225,8 @@ def expanded_variants(cfg: Config) -> list[dict]:
         constants = {k: v for k, v in m.search.items() if sampler_of(v) is None}
         keys = sorted(grids)
         for point in itertools.product(*(grids[k] for k in keys)) if keys else [()]:
-            out.append({"model": m.name, "constants": {**constants, **dict(zip(keys, point))}, "domains": domains})
+            out.append({"model": m.name, "constants": {**constants, **dict(zip(keys, point))}, "domains": domains,
+                        "recipe": recipe_point(m, domains)})
     return out
 
 

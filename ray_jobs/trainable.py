@@ -10,7 +10,9 @@ finds it. The only Ray-specific pieces are here:
 * resuming: when Tune restores or retries a trial, ``ray.tune.get_checkpoint()`` is
   copied into the trial folder's ``checkpoints/`` and the trainer resumes from it
   exactly (RNG included) — on whatever node the trial now runs;
-* the siamese family's mining goes through a :class:`~ray_jobs.mining_actor.RayMiningClient`.
+* the siamese family's mining goes through a :class:`~ray_jobs.mining_actor.RayMiningClient`;
+* a trial given no GPU trains on the CPU (:func:`cpu_unless_given_gpus`);
+* what the trial prints, and one line per epoch, go to ``trials/<name>/log.txt``.
 
 Each start of a trial appends a line to ``attempts.jsonl`` in its folder (node,
 process, ``CUDA_VISIBLE_DEVICES``, the epoch it starts from, start and end time): the
@@ -18,16 +20,21 @@ record of where and when it ran, and proof of retries.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from whaleflow.config import Config, from_dict
-from whaleflow.engine import Callback
+from whaleflow.engine import Callback, ProgressPrinter
+from whaleflow.errors import WhaleflowError
+
+from .trial_log import trial_log
 
 SCALARS = (int, float, str, bool)
 
@@ -101,30 +108,67 @@ def _mining_client(cfg: Config, model_cfg, name: str):
                            actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}").start()
 
 
+def _claim(trial_dir: Path, fingerprint: str) -> None:
+    """Make ``trial_dir`` this trial's before anything is written into it: a folder trained with
+    other settings goes to ``stale/`` now, and the fingerprint marks the folder as ours, so the
+    trainer does not mistake this trial's own ``params.json`` for a stale trial's."""
+    from whaleflow.io import write_text
+    from whaleflow.training import set_aside_if_stale
+
+    moved = set_aside_if_stale(trial_dir, fingerprint)
+    if moved is not None:
+        print(f"settings changed since {trial_dir} was trained; the old trial moved to {moved}", file=sys.stderr)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    write_text(trial_dir / "fingerprint.txt", fingerprint + "\n")
+
+
 def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extra: dict[str, Any]) -> dict:
     from ray import tune
 
     from whaleflow.data.prepare import load_prepared
-    from whaleflow.training import train_model
+    from whaleflow.training import train_model, trial_fingerprint
 
-    trial_dir.mkdir(parents=True, exist_ok=True)
+    _claim(trial_dir, trial_fingerprint(cfg, model_cfg))
     (trial_dir / "params.json").write_text(json.dumps(
         {"model": model_cfg.name, "params": config["variant"].get("params") or {},
          "trial_id": tune.get_context().get_trial_id()}, indent=2, default=str), encoding="utf-8")
-    extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
-    mining = _mining_client(cfg, model_cfg, extra["trial"]) if model_cfg.family == "siamese" else None
-    reporter = TuneReporter(trial_dir, extra)
-    try:
-        result = train_model(
-            cfg, model_cfg, load_prepared(Path(cfg.output.dir) / "prepared"), trial_dir,
-            callbacks=[reporter], resume=True,
-            task_kwargs={"mining_client": mining} if mining is not None else None, progress=False,
-        )
-    finally:
-        if mining is not None:
-            mining.close()
+    header = f"trial {extra['trial']} on node {extra['node_id'][:12]}, CUDA_VISIBLE_DEVICES={extra['cuda_visible_devices']!r}"
+    with trial_log(trial_dir, header) as log:
+        extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
+        mining = _mining_client(cfg, model_cfg, extra["trial"]) if model_cfg.family == "siamese" else None
+        reporter = TuneReporter(trial_dir, extra)
+        try:
+            result = train_model(
+                cfg, model_cfg, load_prepared(Path(cfg.output.dir) / "prepared"), trial_dir,
+                callbacks=[reporter, ProgressPrinter(model_cfg.name, stream=log)], resume=True,
+                task_kwargs={"mining_client": mining} if mining is not None else None, progress=False,
+            )
+        finally:
+            if mining is not None:
+                mining.close()
+        print(f"finished: val MAP@5 {float(result['val_map5']):.4f}", file=log)
     log_attempt(trial_dir, "end", val_map5=result.get("val_map5"))
     return result
+
+
+def cpu_unless_given_gpus(cfg: Config) -> Config:
+    """A trial Ray gave no GPU trains on the CPU, whatever ``CUDA_VISIBLE_DEVICES`` says.
+
+    Ray 2.60 no longer clears ``CUDA_VISIBLE_DEVICES`` for a worker with 0 GPUs, so on a GPU
+    host such a trial would see every GPU and ``device: auto`` would take cuda:0 behind Ray's
+    back (beside the trials that own it). Here the variable is emptied (for anything this
+    process starts) and ``auto`` becomes ``cpu``; an explicit ``cuda`` is a one-line error.
+    """
+    import ray
+
+    if ray.get_gpu_ids():
+        return cfg
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    device = cfg.train.device
+    if device.startswith("cuda"):
+        raise WhaleflowError(f"train.device={device} but this trial was given no GPU (ray.gpus_per_trial="
+                             f"{cfg.ray.gpus_per_trial:g}). Fix: set ray.gpus_per_trial > 0, or train.device=auto.")
+    return cfg.replace(train=dataclasses.replace(cfg.train, device="cpu")) if device == "auto" else cfg
 
 
 def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
@@ -137,13 +181,14 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     from .search_space import model_for_trial
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not one "checkpoint created" line per epoch
-    cfg = from_dict(Config, base)
+    cfg = cpu_unless_given_gpus(from_dict(Config, base))
     model_cfg = model_for_trial(cfg, config["variant"])
     torch.set_num_threads(max(1, int(round(cfg.ray.cpus_per_trial))))
     name = tune.get_context().get_trial_name()
     trial_dir = Path(cfg.output.dir) / "trials" / name
     extra: dict[str, Any] = {"trial": name, "model": model_cfg.name, "family": model_cfg.family,
-                             "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or ""}
+                             "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or "",
+                             "device": cfg.train.device}
     result = trial_finished(trial_dir, trial_fingerprint(cfg, model_cfg))
     if result is not None:  # trained by an earlier run into this run folder: leave it untouched
         extra["skipped"] = True

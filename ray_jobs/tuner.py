@@ -2,8 +2,8 @@
 
 One experiment over all variants (not one Tuner per model): Ray then schedules every
 model's trials against the same GPUs at once — a siamese trial and a metric trial
-share the cluster instead of waiting for each other's Tuner — and ``--resume``
-restores one experiment. The three Tune pieces stay separate:
+share the cluster instead of waiting for each other's Tuner — and rerunning an
+interrupted run restores one experiment. The three Tune pieces stay separate:
 
 * what to search — :func:`ray_jobs.search_space.param_space` (one grid entry per model);
 * how to search — :func:`tune_config`: Tune's seeded random/grid generator, or
@@ -15,13 +15,16 @@ restores one experiment. The three Tune pieces stay separate:
   and TensorBoard logs and its checkpoints live in the run folder), keep the last
   checkpoint, ``FailureConfig(max_failures)``.
 
-Resources per trial come from ``tune.with_resources``: ``gpus_per_trial`` (fractions
-pack small models on one GPU) and ``cpus_per_trial``, plus a bundle for the mining
-actor of a siamese trial when ``mining_actor_cpus`` > 0.
+Resources per trial come from ``tune.with_resources``: one STRICT_PACK placement group
+(:mod:`ray_jobs.resources`) of ``gpus_per_trial`` (fractions pack small models on one
+GPU) and ``cpus_per_trial``, plus a bundle for the mining actor of a siamese trial when
+``mining_actor_cpus`` > 0; a group no node can hold fails before the experiment starts.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -35,9 +38,15 @@ from whaleflow.config import Config, to_dict
 from whaleflow.errors import WhaleflowError
 from whaleflow.io import write_json
 
+from .resources import check_requests, resources_for
 from .search_space import check_models, expanded_variants, param_space, trial_namer
 
 EXPERIMENT = "whaleflow"
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C stopped the experiment with trials unfinished (their checkpoints are kept); the CLI
+    says how to continue, once, for this and for a Ctrl+C anywhere else."""
 METRIC, MODE = "val_map5", "max"
 
 
@@ -59,21 +68,6 @@ def gpus_for_trials(cfg: Config) -> float:
         return max(0.0, want)
     have = float(ray.cluster_resources().get("GPU", 0.0))
     return 0.0 if have <= 0 else min(want, have)
-
-
-def resources_for(cfg: Config, gpus: float):
-    """Per-variant placement group: the trial's bundle, plus one for a siamese trial's mining actor."""
-    family = {m.name: m.family for m in cfg.models}
-    cpus, miner_cpus = float(cfg.ray.cpus_per_trial), float(cfg.ray.mining_actor_cpus)
-
-    def resources(config: dict) -> tune.PlacementGroupFactory:
-        bundle = {"CPU": cpus} | ({"GPU": gpus} if gpus > 0 else {})
-        bundles = [bundle]
-        if family.get(config["variant"]["model"]) == "siamese" and miner_cpus > 0:
-            bundles.append({"CPU": miner_cpus})
-        return tune.PlacementGroupFactory(bundles)
-
-    return resources
 
 
 def build_trainable(cfg: Config, gpus: float):
@@ -159,17 +153,56 @@ class EpochLines(tune.Callback):
 
 
 def _archive_previous(path: Path) -> None:
-    """A fresh (non-resume) run keeps the old experiment's logs beside it instead of mixing them."""
+    """A fresh run keeps the old experiment's logs beside it instead of mixing them."""
     if path.exists():
         path.rename(path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
-def run_experiment(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or with ``resume`` restore) the experiment; return a summary of its trials.
+#: RUN_DIR/tune/experiment.json: which settings the experiment in tune/whaleflow runs, and whether it ended
+STATE_FILE = "experiment.json"
+#: settings that say where and how to run, not what to train: changing them still continues the run
+_HOW_TO_RUN = ("address", "object_store_memory", "mining_timeout_s", "max_failures", "max_concurrent_trials")
 
-    A trial folder that already holds ``result.json`` is never retrained, with or
-    without ``resume``; ``resume`` also restores Tune's own state (the searcher's
-    studies, failure counts, unfinished trials from their checkpoints).
+
+def experiment_fingerprint(cfg: Config) -> str:
+    """A hash of what the experiment trains and searches (not where its output goes or how it connects)."""
+    d = to_dict(cfg)
+    d.pop("output", None), d.pop("ensemble", None)
+    for key in _HOW_TO_RUN:
+        d["ray"].pop(key, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _state(path: Path) -> dict[str, Any]:
+    file = path.parent / STATE_FILE
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _mark(path: Path, cfg: Config, state: str) -> None:
+    write_json(path.parent / STATE_FILE, {"fingerprint": experiment_fingerprint(cfg), "state": state,
+                                          "time": time.time()})
+
+
+def continuable(cfg: Config) -> bool:
+    """Rerunning the same command continues the experiment when it did not end (Ctrl+C, a lost
+    driver) and its settings are unchanged; otherwise a fresh experiment starts (finished trials
+    are still never retrained, unfinished ones still resume from their trial folders)."""
+    path = experiment_path(cfg)
+    state = _state(path)
+    return (state.get("state") != "done" and state.get("fingerprint") == experiment_fingerprint(cfg)
+            and tune.Tuner.can_restore(str(path)))
+
+
+def run_experiment(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Run the experiment, or continue it (see :func:`continuable`); return a summary of its trials.
+
+    One behaviour, whatever stopped the last run: a trial folder that holds ``result.json``
+    is never retrained, an unfinished trial resumes from its checkpoint, and an interrupted
+    experiment with unchanged settings is restored (the searcher's studies, failure counts,
+    trial states). ``resume=False`` forces a fresh experiment (the old one's logs are kept).
     """
     check_models(cfg)
     # With num_to_keep=1 every checkpoint forces a snapshot of the experiment state, which is
@@ -180,19 +213,22 @@ def run_experiment(cfg: Config, *, resume: bool = False, progress: bool = True) 
     say = print if progress and not cfg.output.quiet else (lambda *a, **k: None)
     if gpus != cfg.ray.gpus_per_trial:
         say(f"no GPU in this Ray cluster: trials run on CPU (gpus_per_trial {cfg.ray.gpus_per_trial} → {gpus:g})")
+    check_requests(cfg, gpus)  # a trial no node can hold fails now, not after hours of Tune warnings
     trainable = build_trainable(cfg, gpus)
-    if resume and tune.Tuner.can_restore(str(path)):
-        say(f"resuming the Tune experiment in {path}")
+    continued = resume and continuable(cfg)
+    if continued:
+        say(f"continuing the interrupted Tune experiment in {path}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
-        if resume:
-            say(f"nothing to resume in {path}; starting the experiment")
         _archive_previous(path)
         tuner = tune.Tuner(trainable, param_space={} if cfg.ray.searcher == "optuna" else param_space(cfg),
                            tune_config=tune_config(cfg), run_config=run_config(cfg, progress=progress))
+    _mark(path, cfg, "running")
     with _quiet_tune(not progress or cfg.output.quiet):
         results = tuner.fit()
-    return summarize(results, path)
+    summary = summarize(results, path)  # raises Interrupted when trials are left unfinished
+    _mark(path, cfg, "done")
+    return {**summary, "continued": continued}
 
 
 @contextlib.contextmanager
@@ -235,9 +271,7 @@ def summarize(results, path: Path) -> dict[str, Any]:
     summary = {"experiment": str(path), "trials": trials, **count}
     write_json(path.parent / "trials.json", summary)
     if interrupted:
-        print(f"tune: interrupted with {interrupted} trial(s) unfinished; their checkpoints are kept. "
-              "Continue with the same command plus --resume.", file=sys.stderr)
-        raise KeyboardInterrupt
+        raise Interrupted(f"{interrupted} trial(s) unfinished")
     if finished == 0:
         detail = "; ".join(f"{n}: {t['state']}" for n, t in trials.items()) or "no trials ran"
         raise WhaleflowError(f"no trial finished ({detail}). Each failed trial's error.txt is under {path}.")

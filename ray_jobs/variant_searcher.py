@@ -7,7 +7,8 @@ or a model at one point of its ``grid_search`` keys) and hands out trials round-
 until every variant has had ``num_samples``; results go back to the study that
 suggested them. Studies live in one Optuna storage object (an SQLite file in the run
 folder), so a rerun continues them; Tune saves and restores the searcher itself on
-``--resume``.
+``--resume``. A new study's first trial is the config's own recipe (``points_to_evaluate``)
+when its values lie in the searched ranges: with ``num_samples: 1`` the recipe is what trains.
 """
 from __future__ import annotations
 
@@ -57,18 +58,23 @@ class VariantSearcher(Searcher):
             return None
         if i not in self._studies:
             storage = None
+            constants = "-".join(f"{k}={v['constants'][k]}" for k in sorted(v["constants"]))
+            name = f"{self.study_prefix}:{v['model']}" + (f":{constants}" if constants else "")
+            fresh = True
             if self.storage_url:
                 import optuna
 
                 storage = optuna.storages.RDBStorage(self.storage_url)
-            constants = "-".join(f"{k}={v['constants'][k]}" for k in sorted(v["constants"]))
+                fresh = name not in optuna.get_all_study_names(storage)  # a rerun continues its study
+            recipe = v.get("recipe")
             self._studies[i] = OptunaSearch(
                 space=OptunaSearch.convert_search_space(v["domains"]),
                 metric=self.metric,
                 mode=self.mode,
                 seed=self.seed + i,
-                study_name=f"{self.study_prefix}:{v['model']}" + (f":{constants}" if constants else ""),
+                study_name=name,
                 storage=storage,
+                points_to_evaluate=[dict(recipe)] if recipe and fresh else None,
             )
         return self._studies[i]
 

@@ -2,7 +2,7 @@
 
 This is what a Ray trial calls (with its reporting and mining callbacks) and what
 the local pipeline calls directly. A trial folder holds everything later steps need:
-``checkpoints/`` (last + best), ``metrics.csv``, ``scores_val.npz``,
+``checkpoints/`` (last, the previous last, best), ``metrics.csv``, ``scores_val.npz``,
 ``scores_test.npz``, ``embeddings.npz`` (metric family) and ``result.json``, which is
 written last and marks the trial finished.
 """
@@ -41,8 +41,10 @@ def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
 
 def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     """A hash of everything that decides what a trial learns: the model variant and the
-    data, prepare, train and predict settings. Ray and search settings do not count."""
+    data, prepare, train and predict settings. Ray and search settings do not count, nor
+    ``train.device``: a model trained on a GPU or on the CPU is the same trial."""
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
+    payload["train"].pop("device", None)
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

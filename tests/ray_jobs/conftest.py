@@ -45,7 +45,9 @@ def local_ray():
     """``ray.init(num_cpus=2, num_gpus=2)``: every GPU trial sees its own CUDA_VISIBLE_DEVICES."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=2, object_store_memory=200 << 20, include_dashboard=False,
+    # address="local": a new Ray even when another process on this machine runs one (ray.init()
+    # without an address would join it)
+    ray.init(address="local", num_cpus=2, num_gpus=2, object_store_memory=200 << 20, include_dashboard=False,
              log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()

@@ -1,5 +1,5 @@
 """``whaleflow run`` through Ray on a local Ray with two faked GPUs: trials side by side on their
-own GPU, siamese mining through its actor, the ensemble as a Ray task, and ``--resume``."""
+own GPU, siamese mining through its actor, the ensemble as a Ray task, and continuing after Ctrl+C."""
 from __future__ import annotations
 
 import json
@@ -80,7 +80,7 @@ def test_tune_logs_stay_in_the_run_folder(ray_run):
 
 
 def test_resume_after_interrupt_reruns_no_finished_trial(local_ray, tiny_config, tmp_path):
-    """Ctrl+C while one trial is done and the other is halfway; --resume finishes only the other."""
+    """Ctrl+C while one trial is done and the other is halfway; the same call again finishes only the other."""
     from ray_jobs.pipeline import run_tune
 
     out = tmp_path / "run"
@@ -108,8 +108,9 @@ def test_resume_after_interrupt_reruns_no_finished_trial(local_ray, tiny_config,
     assert not (slow / "result.json").exists()
     before = {p: p.stat().st_mtime_ns for p in done.rglob("*") if p.is_file()}
 
-    summary = run_tune(cfg, resume=True, progress=False)
+    summary = run_tune(cfg, progress=False)
 
+    assert summary["continued"], "the interrupted Tune experiment should be restored, not started afresh"
     assert summary["finished"] == 2 and (slow / "result.json").exists()
     after = {p: p.stat().st_mtime_ns for p in done.rglob("*") if p.is_file()}
     assert after == before, "the finished trial's folder was touched by the resumed run"

@@ -98,7 +98,8 @@ def test_variant_searcher_is_seeded_round_robin_and_finishes(cfg, tmp_path):
     models = [s["variant"]["model"] for s in first[:6]]
     assert models == ["metric_compact", "siamese_compact", "siamese_compact"] * 2
     assert first[:6] == suggestions(0)[:6], "same seed, same trials"
-    assert first[0] != suggestions(1)[0]
+    assert first[0] == suggestions(1)[0], "a study's first trial is the recipe, whatever the seed"
+    assert first[3] != suggestions(1)[3]
     assert {first[i]["variant"]["params"]["mining.every"] for i in (1, 2)} == {1, 2}
 
 
@@ -115,6 +116,21 @@ def test_variant_searcher_studies_continue_from_their_storage(cfg, tmp_path):
             s.on_trial_complete(f"r{run}t{i}", {"val_map5": 0.5, "training_iteration": 1})
     study = optuna.load_study(study_name="whaleflow:metric_compact", storage=url)
     assert len(study.trials) == 4
+    recipe = {"stages.0.lr": cfg.models[0].stages[0].lr, "batch_size": cfg.models[0].batch_size}
+    assert [t.params == recipe for t in study.trials] == [True, False, False, False], \
+        "the recipe is the study's first point, and a rerun continuing the study does not train it again"
+
+
+def test_the_recipe_is_the_first_optuna_point_when_it_lies_in_the_space(cfg, tiny_config, tmp_path):
+    from ray_jobs.variant_searcher import VariantSearcher
+
+    variants = expanded_variants(cfg)
+    assert variants[0]["recipe"] == {"stages.0.lr": 0.002, "batch_size": 32}
+    assert variants[1]["recipe"] is None, "no sampled key, no recipe point (grid and constants only)"
+    first = VariantSearcher(variants[:1], 1, metric="val_map5", mode="max").suggest("t0")
+    assert first["variant"]["params"] == {"stages.0.lr": 0.002, "batch_size": 32}
+    outside = tiny_config(tmp_path / "run2", "models.0.search={stages.0.lr: {loguniform: [1.0e-2, 1.0e-1]}}")
+    assert expanded_variants(outside)[0]["recipe"] is None, "a recipe outside the searched range is not a point of it"
 
 
 def test_per_model_asha_never_compares_different_models():
@@ -147,6 +163,7 @@ def test_resources_per_variant(tiny_config, tmp_path):
     siamese = res({"variant": {"model": "siamese_compact"}})
     assert metric.bundles == [{"CPU": 2.0, "GPU": 0.5}]
     assert siamese.bundles == [{"CPU": 2.0, "GPU": 0.5}, {"CPU": 1.0}], "the mining actor gets its own bundle"
+    assert metric.strategy == siamese.strategy == "STRICT_PACK", "a trial and its mining actor share one node"
     assert resources_for(cfg, 0.0)({"variant": {"model": "metric_compact"}}).bundles == [{"CPU": 2.0}]
 
     tc = tune_config(tiny_config(tmp_path / "run2", *SEARCH, "ray.searcher=optuna", "ray.scheduler=asha",

@@ -56,8 +56,9 @@ class CallbackList(Callback):
 class MetricsLogger(Callback):
     """Appends each epoch's metrics to ``metrics.csv`` (the report's curves read it).
 
-    On resume, rows from epochs after the checkpoint are dropped so the file matches
-    the restored state.
+    On resume the file is rewritten to match the restored state: from the checkpoint's
+    own history when it has every epoch (so a row the killed process never got to
+    write is not lost), else the file's rows up to the checkpoint's epoch.
     """
 
     FIELDS = ["epoch", "stage", "size", "lr", "loss", "val_map5", "seconds", "mining_seconds", "mining_hardness", "mining_source"]
@@ -66,7 +67,10 @@ class MetricsLogger(Callback):
         self.path = Path(path)
 
     def on_fit_start(self, trainer):
-        if self.path.exists():
+        done = trainer.state.epoch
+        if done and len(trainer.history) == done:
+            self._write([{k: m.get(k, "") for k in self.FIELDS} for m in trainer.history])
+        elif self.path.exists():
             with open(self.path, newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) < trainer.state.epoch]
             self._write(rows)

@@ -26,7 +26,7 @@ def size_label(size) -> int | str:
     h, w = size_hw(size)
     return h if h == w else f"{h}x{w}"
 from .callbacks import Callback, CallbackList
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import candidates, load_checkpoint, load_latest, remove_partial_writes, save_checkpoint, set_rng_state
 
 
 class ModelTask(abc.ABC):
@@ -122,11 +122,13 @@ class Trainer:
         torch.manual_seed(s)
 
     def restore(self, path: str | Path | None = None) -> bool:
-        """Load the last checkpoint if there is one; True if something was restored."""
-        path = Path(path) if path else self.last_path
-        if not path.exists():
+        """Load the newest checkpoint that loads (``last.pt``, else ``previous.pt``, said on
+        stderr); True if something was restored. Temp files of a killed write are removed."""
+        remove_partial_writes(self.checkpoint_dir)
+        found = load_latest(candidates(path or self.last_path), name=self.task.name)
+        if found is None:
             return False
-        ckpt = load_checkpoint(path)
+        ckpt, _ = found
         self.task.load_state_dict(ckpt["task"])
         self.state = TrainState(**ckpt["state"])
         self.history = list(ckpt.get("history", []))
@@ -174,6 +176,7 @@ class Trainer:
                 save_checkpoint(
                     self.last_path,
                     {"task": self.task.state_dict(), "state": asdict(self.state), "history": self.history},
+                    keep_previous=True,
                 )
                 metrics["checkpoint_dir"] = str(self.checkpoint_dir)
             self.callbacks.on_epoch_end(self, metrics)
