@@ -112,7 +112,10 @@ def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extr
         {"model": model_cfg.name, "params": config["variant"].get("params") or {},
          "trial_id": tune.get_context().get_trial_id()}, indent=2, default=str), encoding="utf-8")
     extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
-    mining = _mining_client(cfg, model_cfg, extra["trial"]) if model_cfg.family == "siamese" else None
+    from whaleflow.mining import mining_enabled
+
+    siamese_mines = model_cfg.family == "siamese" and mining_enabled(model_cfg.mining)
+    mining = _mining_client(cfg, model_cfg, extra["trial"]) if siamese_mines else None
     reporter = TuneReporter(trial_dir, extra)
     try:
         result = train_model(

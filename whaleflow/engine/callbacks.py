@@ -57,10 +57,13 @@ class MetricsLogger(Callback):
     """Appends each epoch's metrics to ``metrics.csv`` (the report's curves read it).
 
     On resume, rows from epochs after the checkpoint are dropped so the file matches
-    the restored state.
+    the restored state. The ``mining_noise``/``mining_neg_score``/``mining_pos_score``/
+    ``mining_neg_easy`` columns are filled on the epochs that took a new mining round's
+    pairs into use (siamese family) and empty otherwise.
     """
 
-    FIELDS = ["epoch", "stage", "size", "lr", "loss", "val_map5", "seconds", "mining_seconds", "mining_hardness", "mining_source"]
+    FIELDS = ["epoch", "stage", "size", "lr", "loss", "val_map5", "seconds", "mining_seconds", "mining_hardness",
+              "mining_source", "mining_noise", "mining_neg_score", "mining_pos_score", "mining_neg_easy"]
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
