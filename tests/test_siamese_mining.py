@@ -85,3 +85,16 @@ def test_mined_training_runs_with_random_share(tiny_data, tmp_path, share):
     history = Trainer(task, cfg.models[1].stages, checkpoint_dir=tmp_path / "ck").fit(resume=False)
     assert np.isfinite([h["loss"] for h in history]).all()
     assert np.isfinite(history[0]["mining_neg_easy"]) and np.isnan(history[1]["mining_neg_easy"])
+
+
+def test_mirror_negatives_off_keeps_flipped_twins_out_of_mined_negatives(tiny_data, tmp_path):
+    cfg, prepared = _cfg(tiny_data, tmp_path, "{solver: dense, start: 0, every: 1, mirror_negatives: false}")
+    task = build_task(cfg, cfg.models[1], prepared)
+    task.setup_stage(cfg.models[1].stages[0], fresh=True)
+    n = len(task.splits["train"].rows)
+    task.mine(0)
+    pairs = task.mining.poll()
+    labels = task.train_labels
+    assert len(pairs.neg_a) == 2 * n
+    assert (labels[pairs.neg_a % n] != labels[pairs.neg_b % n]).all()
+    task.sampler.set_mined(pairs.neg_a, pairs.neg_b, pairs.pos_a, pairs.pos_b)

@@ -89,6 +89,10 @@ class MiningConfig:
     Duplicates: images of the same near-duplicate group are never each other's
     negatives; a group holding several individuals (a label conflict) keeps those
     individuals out of each other's negatives altogether, mined or random.
+    ``mirror_negatives: false`` keeps an individual's flipped twin out of its *mined*
+    negatives (flips stay new individuals everywhere else): on near-symmetric flukes
+    the mirror twin is the hardest negative of most images and would take many of
+    the mined slots for a distinction no query asks for.
     """
 
     solver: str = "dense"             # dense | sparse | none (random pairs only)
@@ -96,6 +100,7 @@ class MiningConfig:
     start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
     random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
     hard_positives: bool = True       # positives by the least-similar assignment inside each individual
+    mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
     k: int = 50                       # candidates per image for the sparse solver
     noise_start: float = 2.0          # noise std (logits) at the first round
     noise_end: float = 1.0            # noise std (logits) after noise_epochs

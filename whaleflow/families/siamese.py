@@ -86,7 +86,9 @@ class SiameseTask(FamilyTask):
         rows = self.splits["train"].rows
         labels = self.train_labels
         flip = self.cfg.flip_new_class
-        neg = virtual_codes(self.neg_codes, flip)
+        # mirror_negatives false: an image and its flipped twin share a code for the miner
+        neg = virtual_codes(self.neg_codes, flip) if self.cfg.mining.mirror_negatives or not flip else \
+            np.concatenate([self.neg_codes, self.neg_codes])
         if not flip:
             return rows, np.zeros(len(rows), bool), labels, neg
         n_cls = len(self.classes)
