@@ -30,7 +30,7 @@ import ray
 
 from whaleflow.config import MiningConfig, from_dict, to_dict
 
-#: matrices above this many bytes in float32 are held as float16 (scores are probabilities in [0, 1])
+#: matrices above this many bytes in float32 are held as float16 (pair-head logits: ~3 significant digits is plenty for mining)
 FLOAT16_ABOVE_BYTES = 1 << 30
 
 
@@ -75,8 +75,11 @@ class MiningActor:
             return rnd["filled"]
 
     @ray.method(concurrency_group="solve")
-    def solve(self, round_id: int, epoch: int, labels: np.ndarray, seed: int) -> dict[str, Any]:
-        """Mine round ``round_id`` (every row written) and keep the pairs as the latest."""
+    def solve(self, round_id: int, epoch: int, labels: np.ndarray, seed: int,
+              neg_labels: np.ndarray | None = None) -> dict[str, Any]:
+        """Mine round ``round_id`` (every row written) and keep the pairs as the latest.
+
+        ``neg_labels``: codes forbidding negatives (near-duplicate groups merged), if any."""
         with self._lock:
             rnd = self._rounds.get(round_id)
             if rnd is None:
@@ -86,7 +89,8 @@ class MiningActor:
             self._solving = round_id
         try:
             rng = np.random.default_rng([int(seed), int(epoch)])
-            pairs = self.miner.mine(rnd["matrix"], np.asarray(labels), epoch=epoch, rng=rng)
+            extra = {} if neg_labels is None else {"neg_labels": np.asarray(neg_labels)}
+            pairs = self.miner.mine(rnd["matrix"], np.asarray(labels), epoch=epoch, rng=rng, **extra)
         finally:
             with self._lock:
                 self._solving = None
@@ -95,6 +99,8 @@ class MiningActor:
             "round": round_id, "epoch": epoch,
             "neg_a": pairs.neg_a, "neg_b": pairs.neg_b, "pos_a": pairs.pos_a, "pos_b": pairs.pos_b,
             "hardness": float(pairs.hardness), "seconds": float(pairs.seconds),
+            "neg_score": float(pairs.neg_score), "pos_score": float(pairs.pos_score),
+            "neg_easy": float(pairs.neg_easy), "noise": float(pairs.info.get("noise", float("nan"))),
         }
         with self._lock:
             self._solves += 1
@@ -201,7 +207,8 @@ class RayMiningClient:
             self.actor = None
 
     # ------------------------------------------------------------------ MiningClient interface
-    def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray) -> None:
+    def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray,
+               neg_labels: np.ndarray | None = None) -> None:
         """Stream the rows to the actor and start a solve; returns without waiting for the solve.
 
         If the previous solve is still running, this round is skipped before the pair head
@@ -225,7 +232,8 @@ class RayMiningClient:
                         raise TimeoutError
                     ray.get(done)
             ray.get(refs, timeout=self.timeout_s)
-            ref = actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed)
+            ref = actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed,
+                                     None if neg_labels is None else np.asarray(neg_labels))
             self._pending = (ref, time.time(), epoch)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             self._lose("actor lost")
@@ -274,7 +282,9 @@ class RayMiningClient:
                             mining_hardness=out["hardness"], mining_solves=self._status["mining_solves"] + 1,
                             mining_epoch=out["epoch"], mining_actor_losses=self.losses)
         return MinedPairs(np.asarray(out["neg_a"]), np.asarray(out["neg_b"]), np.asarray(out["pos_a"]),
-                          np.asarray(out["pos_b"]), out["hardness"], out["seconds"])
+                          np.asarray(out["pos_b"]), out["hardness"], out["seconds"], {"noise": out.get("noise", float("nan"))},
+                          neg_score=out.get("neg_score", float("nan")), pos_score=out.get("pos_score", float("nan")),
+                          neg_easy=out.get("neg_easy", float("nan")))
 
     def status(self) -> dict[str, Any]:
         return dict(self._status)

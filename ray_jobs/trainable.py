@@ -135,7 +135,10 @@ def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extr
     header = f"trial {extra['trial']} on node {extra['node_id'][:12]}, CUDA_VISIBLE_DEVICES={extra['cuda_visible_devices']!r}"
     with trial_log(trial_dir, header) as log:
         extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
-        mining = _mining_client(cfg, model_cfg, extra["trial"]) if model_cfg.family == "siamese" else None
+        from whaleflow.mining import mining_enabled
+
+        siamese_mines = model_cfg.family == "siamese" and mining_enabled(model_cfg.mining)
+        mining = _mining_client(cfg, model_cfg, extra["trial"]) if siamese_mines else None
         reporter = TuneReporter(trial_dir, extra)
         try:
             result = train_model(

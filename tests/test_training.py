@@ -31,6 +31,7 @@ def _setup(tiny_data, tmp_path, family_index, extra=()):
         "output.quiet=true",
         f"models.{family_index}.stages=[{{size: 32, epochs: 2, lr: 0.002}}, {{size: 40, epochs: 2, lr: 0.001}}]",
         "models.1.mining.every=1",
+        "models.1.mining.start=1",  # rounds on epochs 1 and 3 (2 starts stage 2), the resume point
         "models.1.mining.noise_start=0.1",
         *extra,
     ]

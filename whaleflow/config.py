@@ -85,13 +85,46 @@ def size_hw(size) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class MiningConfig:
-    solver: str = "dense"             # dense | sparse
-    every: int = 4                    # mine every K epochs
-    start: int = 0                    # first mining epoch; before it pairs are random (warm-up)
-    k: int = 50                       # neighbours per image for the sparse solver
-    noise_start: float = 1.0
-    noise_end: float = 0.0
-    noise_epochs: int = 20            # noise annealed to noise_end over this many epochs
+    """LAP hard-example mining for the siamese family (the config reference for ``mining:``).
+
+    Schedule: epochs before ``start`` train on random pairs (warm-up); from ``start``
+    on a round every ``every`` epochs scores all training pairs and solves the
+    assignments; a round that would fall on the first epoch of a new image-size stage
+    moves to the next epoch (the new size and the new pairs do not arrive together).
+    In every mined epoch ``random_share`` of each batch's positives and negatives are
+    still random pairs. ``solver: none`` never mines: random pairs only (the control
+    of ``benchmarks/mining_ablation.py``).
+
+    Noise: Gaussian noise added to the score matrix before solving, in its units —
+    the pair head's logits (a logit of 0 is probability 0.5). Its std starts at
+    ``noise_start`` at the first mining round, moves to ``noise_end`` over
+    ``noise_epochs`` epochs counted from ``start`` (``noise_shape``: linear or
+    cosine), and never goes below ``noise_floor`` (> 0: the assignment is never the
+    bare argmax, so the hardest-looking pair, often label noise, is not picked every
+    round). σ = 1 lets a candidate whose logit is about 1–2 below a row's best still
+    be chosen; σ ≥ 3 is close to random pairs.
+
+    Duplicates: images of the same near-duplicate group are never each other's
+    negatives; a group holding several individuals (a label conflict) keeps those
+    individuals out of each other's negatives altogether, mined or random.
+    ``mirror_negatives: false`` keeps an individual's flipped twin out of its *mined*
+    negatives (flips stay new individuals everywhere else): on near-symmetric flukes
+    the mirror twin is the hardest negative of most images and would take many of
+    the mined slots for a distinction no query asks for.
+    """
+
+    solver: str = "dense"             # dense | sparse | none (random pairs only)
+    every: int = 2                    # a mining round every K epochs
+    start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
+    random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
+    hard_positives: bool = True       # positives by the least-similar assignment inside each individual
+    mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
+    k: int = 50                       # candidates per image for the sparse solver
+    noise_start: float = 2.0          # noise std (logits) at the first round
+    noise_end: float = 1.0            # noise std (logits) after noise_epochs
+    noise_epochs: int = 20            # epochs (from start) over which the std moves to noise_end
+    noise_floor: float = 0.5          # the std never goes below this (logits, > 0)
+    noise_shape: str = "linear"       # linear | cosine
     block_size: int = 1024
 
 

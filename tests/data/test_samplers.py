@@ -145,3 +145,49 @@ def test_empty_mined_kind_falls_back_to_random():
         va, vb = vlabel(s, b.a, b.flip_a), vlabel(s, b.b, b.flip_b)
         assert ((va == vb) == (b.target == 1)).all()
         assert set(b.a[b.target == 1].tolist()) == {5}
+
+
+def _mined(s):
+    """One mined negative and one mined positive per virtual image (a derangement / self)."""
+    nv = 2 * s.n
+    labels = np.concatenate([s.codes, s.codes + s.n_classes])
+    order = np.argsort(labels, kind="stable")
+    neg_b = np.roll(order, len(order) // 2)  # pairs far apart in label order: always different
+    neg_a = order
+    keep = labels[neg_a] != labels[neg_b]
+    return neg_a[keep], neg_b[keep], np.arange(nv), np.arange(nv)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5])
+def test_random_share_of_mined_batches(share):
+    s = PairSampler(LABELS, batch_size=16, seed=0, random_share=share)
+    na, nb, pa, pb = _mined(s)
+    s.set_mined(na, nb, pa, pb)
+    mined_neg = set(zip(na.tolist(), nb.tolist()))
+    r = int(round(8 * share))
+    for batch in s.epoch(0):
+        va = batch.a + np.where(batch.flip_a, s.n, 0)
+        vb = batch.b + np.where(batch.flip_b, s.n, 0)
+        diff = batch.target == 0
+        from_mined = sum((int(x), int(y)) in mined_neg for x, y in zip(va[diff], vb[diff]))
+        assert from_mined >= 8 - r  # random pairs may hit a mined one by chance, never fewer
+        same_self = int((va[~diff] == vb[~diff]).sum())  # mined positives are self pairs here
+        assert same_self >= 8 - r
+    with pytest.raises(DataError):
+        PairSampler(LABELS, batch_size=16, random_share=1.0)
+
+
+def test_random_negatives_respect_negative_codes():
+    # w_4 and w_5 share a near-duplicate group: merged for negatives
+    codes = np.where(LABELS == "w_5", "w_4", LABELS)
+    s = PairSampler(LABELS, batch_size=32, seed=2, neg_codes=codes)
+    c45 = {int(np.flatnonzero(s.classes_ == "w_4")[0]), int(np.flatnonzero(s.classes_ == "w_5")[0])}
+    for epoch in range(5):
+        for batch in s.epoch(epoch):
+            d = batch.target == 0
+            ca, cb = s.codes[batch.a[d]], s.codes[batch.b[d]]
+            same_flip = batch.flip_a[d] == batch.flip_b[d]
+            assert not any(x in c45 and y in c45 and f for x, y, f in zip(ca, cb, same_flip))
+    i4, i5 = np.flatnonzero(LABELS == "w_4")[0], np.flatnonzero(LABELS == "w_5")[0]
+    with pytest.raises(ValueError, match="near-duplicates"):
+        s.set_mined([i4], [i5], [0], [0])

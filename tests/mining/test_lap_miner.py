@@ -27,10 +27,14 @@ def check(pairs: MinedPairs, labels):
 
 
 def test_build_from_config_and_registry():
-    assert {"dense", "sparse"} <= set(MINERS.names())
-    m = build_miner(MiningConfig(solver="sparse", k=7, every=3, noise_start=2.0, noise_end=0.5, noise_epochs=6))
-    assert isinstance(m, LapMiner) and m.solver == "sparse" and m.k == 7
-    assert m.noise == NoiseSchedule(2.0, 0.5, 6)
+    assert {"dense", "sparse", "none"} <= set(MINERS.names())
+    m = build_miner(MiningConfig(solver="sparse", k=7, every=3, noise_start=2.0, noise_end=0.5, noise_epochs=6,
+                                 noise_floor=0.25, start=4))
+    assert isinstance(m, LapMiner) and m.solver == "sparse" and m.k == 7 and m.logits
+    assert m.noise == NoiseSchedule(2.0, 0.5, 6, floor=0.25, offset=4)
+    assert build_miner(MiningConfig(solver="none")) is None
+    with pytest.raises(ConfigError, match="noise_floor"):
+        build_miner(MiningConfig(noise_floor=0.0))
     assert [m.due(e) for e in range(4)] == [True, False, False, True]
     with pytest.raises(ConfigError, match="dense"):
         build_miner(MiningConfig(solver="dens"))

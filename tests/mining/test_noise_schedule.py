@@ -45,3 +45,15 @@ def test_bad_values():
         NoiseSchedule(1.0, 0.0, 3, shape="exp")
     with pytest.raises(ValueError):
         NoiseSchedule()(-1)
+
+
+def test_floor_and_offset():
+    s = NoiseSchedule(2.0, 0.0, 10, floor=0.5, offset=4)
+    assert s(0) == s(4) == 2.0  # before and at the first round: start
+    assert s(9) == pytest.approx(1.0)  # half way, counted from the offset
+    assert s(14) == s(100) == 0.5  # the floor, never the bare argmax
+    assert min(s(e) for e in range(0, 40)) == 0.5
+    with pytest.raises(ConfigError):
+        NoiseSchedule(floor=-0.1)
+    with pytest.raises(ConfigError):
+        NoiseSchedule(offset=-1)

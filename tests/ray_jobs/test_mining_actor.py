@@ -170,3 +170,23 @@ def test_killing_the_mining_actor_does_not_kill_the_trial(local_ray, tiny_config
     sources = pd.read_csv(trial / "metrics.csv")["mining_source"].tolist()
     lost = sources.index("random (actor lost)")  # killed only after its first solve (see killer)
     assert "lap (actor)" in sources[lost + 1 :], f"a new actor never delivered pairs: {sources}"
+
+
+def test_actor_passes_negative_codes(local_ray):
+    from ray_jobs.mining_actor import RayMiningClient
+
+    cfg = MiningConfig(solver="dense", start=0, noise_start=0.5, noise_end=0.5, noise_epochs=1)
+    scores, labels = _problem(60, 12, seed=3)
+    codes = labels // 2  # pairs of individuals merged, as a duplicate group would
+    local = LocalMiningClient(build_miner(cfg), seed=3)
+    local.submit(2, _blocks(scores, 16), len(scores), labels, neg_labels=codes)
+    expected = local.poll()
+    client = RayMiningClient(cfg, seed=3, timeout_s=60, name="test-miner-codes", dtype="float32")
+    try:
+        client.submit(2, _blocks(scores, 16), len(scores), labels, neg_labels=codes)
+        got = _wait_pairs(client)
+        np.testing.assert_array_equal(got.neg_b, expected.neg_b)
+        assert (codes[got.neg_a] != codes[got.neg_b]).all()
+        assert got.neg_easy == pytest.approx(expected.neg_easy) and np.isfinite(got.neg_score)
+    finally:
+        client.close()

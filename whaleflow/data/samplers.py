@@ -11,6 +11,12 @@ Individuals with one image are still used: P×K samples with replacement (the co
 differ by augmentation), a same pair of a singleton is the image with itself
 (augmented twice), and its flipped twin is a free extra class.
 
+The pair sampler can be told which images must never be negatives of each other
+(``neg_codes``: individuals merged through near-duplicate groups,
+:func:`whaleflow.mining.negative_codes`); its random negatives respect them as mined
+ones do. With mined pairs, ``random_share`` of every batch's positives and negatives
+stay random, so the net keeps seeing the easy cases it is ranked on too.
+
 Both samplers are deterministic per (seed, epoch): ``set_epoch`` makes a resumed run
 draw what the interrupted run would have drawn.
 """
@@ -135,12 +141,25 @@ class PairBatch(NamedTuple):
 class PairSampler(_Base):
     """Balanced pair batches: half same, half different; mined pairs when given, else random."""
 
-    def __init__(self, labels, batch_size: int, flip_new_class: bool = True, seed: int = 0, rows=None):
+    def __init__(self, labels, batch_size: int, flip_new_class: bool = True, seed: int = 0, rows=None,
+                 neg_codes=None, random_share: float = 0.0):
         super().__init__(labels, flip_new_class, seed, rows)
         if batch_size < 2 or batch_size % 2:
             raise DataError(f"pair batches need an even batch size ≥ 2, got {batch_size}.")
+        if not 0.0 <= random_share < 1.0:
+            raise DataError(f"random_share must lie in [0, 1), got {random_share}.")
         self.batch_size = int(batch_size)
+        self.random_share = float(random_share)
+        codes = self.codes if neg_codes is None else np.unique(np.asarray(neg_codes), return_inverse=True)[1]
+        if len(codes) != self.n:
+            raise DataError(f"neg_codes ({len(codes)}) and labels ({self.n}) differ in length.")
+        self.neg_codes = codes.reshape(-1).astype(np.int64)
+        self.n_neg_codes = int(self.neg_codes.max()) + 1
         self.mined: tuple[np.ndarray, ...] | None = None
+
+    def virtual_neg_code(self, pos: np.ndarray, flip: np.ndarray) -> np.ndarray:
+        """Equal codes: never a negative pair (same individual, or merged by a duplicate group)."""
+        return self.neg_codes[pos] + np.where(flip, self.n_neg_codes, 0)
 
     def set_mined(self, neg_a, neg_b, pos_a, pos_b) -> None:
         """Use mined pairs (virtual image indices) from now on: negatives and positives.
@@ -153,8 +172,8 @@ class PairSampler(_Base):
         pb, gb = self.split_virtual(pos_b)
         if len(na) != len(nb) or len(pa) != len(pb):
             raise ValueError("mined pairs: both sides of a kind need the same number of indices")
-        if (self.virtual_label(na, fa) == self.virtual_label(nb, fb)).any():
-            raise ValueError("a mined negative pair shows the same virtual individual")
+        if (self.virtual_neg_code(na, fa) == self.virtual_neg_code(nb, fb)).any():
+            raise ValueError("a mined negative pair shows the same virtual individual (or near-duplicates)")
         if (self.virtual_label(pa, ga) != self.virtual_label(pb, gb)).any():
             raise ValueError("a mined positive pair shows two different virtual individuals")
         self.mined = (na, nb, fa, fb, pa, pb, ga, gb)
@@ -198,10 +217,10 @@ class PairSampler(_Base):
     def _random_diff(self, rng, h):
         a, fa = rng.integers(0, self.n, h), self._flips(rng, h)
         b, fb = rng.integers(0, self.n, h), self._flips(rng, h)
-        if self.num_classes < 2:
+        if self.n_neg_codes * (2 if self.flip_new_class else 1) < 2:
             raise DataError("different pairs need two virtual individuals; give more individuals.")
         while True:
-            bad = self.virtual_label(a, fa) == self.virtual_label(b, fb)
+            bad = self.virtual_neg_code(a, fa) == self.virtual_neg_code(b, fb)
             if not bad.any():
                 return a, b, fa, fb
             b[bad], fb[bad] = rng.integers(0, self.n, bad.sum()), self._flips(rng, bad.sum())
@@ -212,21 +231,27 @@ class PairSampler(_Base):
         if self.mined is not None:
             na, nb, fa, fb, pa, pb, ga, gb = self.mined
             neg, pos = _Cycle(len(na), rng), _Cycle(len(pa), rng)
+        r = int(round(h * self.random_share)) if self.mined is not None else h  # random pairs per kind
         for _ in range(len(self)):
-            if self.mined is not None and len(pa):
-                i = pos.take(h)
-                same = (pa[i], pb[i], ga[i], gb[i])
+            if self.mined is not None and len(pa) and r < h:
+                i = pos.take(h - r)
+                same = _join((pa[i], pb[i], ga[i], gb[i]), self._random_same(rng, r) if r else None)
             else:
                 same = self._random_same(rng, h)
-            if self.mined is not None and len(na):
-                j = neg.take(h)
-                diff = (na[j], nb[j], fa[j], fb[j])
+            if self.mined is not None and len(na) and r < h:
+                j = neg.take(h - r)
+                diff = _join((na[j], nb[j], fa[j], fb[j]), self._random_diff(rng, r) if r else None)
             else:
                 diff = self._random_diff(rng, h)
             a, b, f1, f2 = (np.concatenate([s, d]) for s, d in zip(same, diff))
             t = np.concatenate([np.ones(h, np.float32), np.zeros(h, np.float32)])
             order = rng.permutation(self.batch_size)
             yield PairBatch(self.rows[a[order]], f1[order], self.rows[b[order]], f2[order], t[order])
+
+
+def _join(mined: tuple, random: tuple | None) -> tuple:
+    """Mined pairs followed by random ones (the batch is shuffled afterwards)."""
+    return mined if random is None else tuple(np.concatenate([m, x]) for m, x in zip(mined, random))
 
 
 class _Cycle:

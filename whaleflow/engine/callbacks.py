@@ -58,10 +58,14 @@ class MetricsLogger(Callback):
 
     On resume the file is rewritten to match the restored state: from the checkpoint's
     own history when it has every epoch (so a row the killed process never got to
-    write is not lost), else the file's rows up to the checkpoint's epoch.
+    write is not lost), else the file's rows up to the checkpoint's epoch. The
+    ``mining_noise``/``mining_neg_score``/``mining_pos_score``/``mining_neg_easy`` columns
+    are filled on the epochs that took a new mining round's pairs into use (siamese
+    family) and empty otherwise.
     """
 
-    FIELDS = ["epoch", "stage", "size", "lr", "loss", "val_map5", "seconds", "mining_seconds", "mining_hardness", "mining_source"]
+    FIELDS = ["epoch", "stage", "size", "lr", "loss", "val_map5", "seconds", "mining_seconds", "mining_hardness",
+              "mining_source", "mining_noise", "mining_neg_score", "mining_pos_score", "mining_neg_easy"]
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

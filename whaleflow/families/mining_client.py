@@ -5,7 +5,9 @@ individuals) in row blocks and ``submit``s them; it later ``poll``s for the newe
 mined pairs. :class:`LocalMiningClient` mines synchronously in this process. The Ray
 layer provides a client with the same two methods that streams the row blocks into
 a MiningActor, which solves the assignment in its own thread while the trial keeps
-training on the previous pairs.
+training on the previous pairs. ``neg_labels`` (optional) are the codes that forbid
+negatives (individuals merged through near-duplicate groups); ``labels`` decide the
+positives.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import numpy as np
 
 
 class MiningClient(Protocol):
-    def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray) -> None: ...
+    def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray,
+               neg_labels: np.ndarray | None = None) -> None: ...
 
     def poll(self) -> Any | None: ...
 
@@ -33,13 +36,13 @@ class LocalMiningClient:
         self._pending = None
         self._status: dict[str, Any] = {}
 
-    def submit(self, epoch, row_blocks, n, labels):
+    def submit(self, epoch, row_blocks, n, labels, neg_labels=None):
         t0 = time.time()
         matrix = np.empty((n, n), dtype=self.dtype)
         for start, block in row_blocks:
             matrix[start : start + len(block)] = block
         rng = np.random.default_rng([self.seed, epoch])
-        self._pending = self.miner.mine(matrix, labels, epoch=epoch, rng=rng)
+        self._pending = self.miner.mine(matrix, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
         self._status = {
             "mining_source": "lap",
             "mining_seconds": time.time() - t0,

@@ -2,12 +2,15 @@
 
 A backbone turns each image into pooled features; the pair head scores two feature
 vectors (probability "same individual" after a sigmoid). Batches are half same and
-half different pairs. Every ``mining.every`` epochs the model scores all training
-images against each other (flipped images are other individuals), and a linear
-assignment on that matrix picks each image's most confusable other individual
-(hard negatives) and least similar same-individual image (hard positives), with
-annealed noise so early training stays easy. Between mining rounds, and whenever no
-mined pairs are available, pairs are random.
+half different pairs. After a warm-up on random pairs, every ``mining.every``
+epochs (never on the first epoch of a new image-size stage) the model scores all
+training images against each other in logits (flipped images are other
+individuals), and a linear assignment on that matrix picks each image's most
+confusable other individual (hard negatives) and least similar same-individual
+image (hard positives), with annealed noise that never reaches zero. Photos of one
+near-duplicate group are never negatives of each other (a group with two labels
+merges them for negatives). ``mining.random_share`` of each mined batch stays
+random; before the first round, and with ``solver: none``, pairs are all random.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..engine.device import autocast, prepare_model, to_device_images
-from ..mining import score_blocks
+from ..mining import MiningSchedule, build_miner, mining_enabled, negative_codes, score_blocks, virtual_codes
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
@@ -29,11 +32,14 @@ from .base import FamilyTask
 from .mining_client import LocalMiningClient
 
 
+#: per-round mining numbers in metrics.csv (NaN on epochs without new pairs)
+ROUND_STATS = ("mining_neg_score", "mining_pos_score", "mining_neg_easy", "mining_noise")
+
+
 class SiameseTask(FamilyTask):
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, *, mining_client=None, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
         from ..data.samplers import PairSampler
-        from ..mining import build_miner
 
         cfg = model_cfg
         stage = cfg.stages[0]
@@ -47,10 +53,17 @@ class SiameseTask(FamilyTask):
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
         )
+        self.neg_codes = negative_codes(self.train_labels, self._groups(self.splits["train"].rows))
         self.sampler = PairSampler(
-            self.train_labels, batch_size=cfg.batch_size, flip_new_class=cfg.flip_new_class, seed=train_cfg.seed
+            self.train_labels, batch_size=cfg.batch_size, flip_new_class=cfg.flip_new_class, seed=train_cfg.seed,
+            neg_codes=self.neg_codes, random_share=cfg.mining.random_share,
         )
-        self.mining = mining_client or LocalMiningClient(build_miner(cfg.mining), seed=train_cfg.seed)
+        enabled = mining_enabled(cfg.mining)
+        self.mining = None
+        if enabled:  # solver none: no miner is ever built or called
+            self.mining = mining_client or LocalMiningClient(build_miner(cfg.mining), seed=train_cfg.seed)
+        self.schedule = MiningSchedule.for_stages(cfg.mining.start, cfg.mining.every,
+                                                  [s.epochs for s in cfg.stages], enabled=enabled)
         self.mined_epoch = -1
         self.mined: tuple[np.ndarray, ...] | None = None  # pairs in use, kept for exact resume
 
@@ -58,46 +71,64 @@ class SiameseTask(FamilyTask):
         return self.model.modules()
 
     # ------------------------------------------------------------------ mining
-    def _virtual(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Training images as mining sees them: originals, then flips as new individuals."""
+    def _groups(self, rows: np.ndarray):
+        """Near-duplicate group of each cache row (None when the index has no groups)."""
+        index = self.prepared.index
+        if "group" not in index:
+            return None
+        g = index.set_index("row")["group"].reindex(rows)
+        own = np.char.add("single-", np.arange(len(rows)).astype(str))  # no group: a group of its own
+        return np.where(g.isna().to_numpy(), own, g.astype(str).to_numpy())
+
+    def _virtual(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Training images as mining sees them: originals, then flips as new individuals
+        (rows, flips, labels, negative codes)."""
         rows = self.splits["train"].rows
         labels = self.train_labels
-        if not self.cfg.flip_new_class:
-            return rows, np.zeros(len(rows), bool), labels
+        flip = self.cfg.flip_new_class
+        # mirror_negatives false: an image and its flipped twin share a code for the miner
+        neg = virtual_codes(self.neg_codes, flip) if self.cfg.mining.mirror_negatives or not flip else \
+            np.concatenate([self.neg_codes, self.neg_codes])
+        if not flip:
+            return rows, np.zeros(len(rows), bool), labels, neg
         n_cls = len(self.classes)
         return (
             np.concatenate([rows, rows]),
             np.concatenate([np.zeros(len(rows), bool), np.ones(len(rows), bool)]),
             np.concatenate([labels, labels + n_cls]),
+            neg,
         )
 
     def _features(self, rows: np.ndarray, flips) -> torch.Tensor:
         return self.embed(self.model["backbone"], rows, flips)
 
-    def _score_blocks(self, queries: torch.Tensor, gallery: torch.Tensor, block_size: int):
-        """Row blocks of queries × gallery "same individual" probabilities (the pair head, tiled)."""
-        return score_blocks(queries, gallery, self.model["head"], block_size=block_size, transform=torch.sigmoid)
+    def _score_blocks(self, queries: torch.Tensor, gallery: torch.Tensor, block_size: int, transform=torch.sigmoid):
+        """Row blocks of queries × gallery "same individual" probabilities (the pair head, tiled;
+        ``transform=None``: logits, what mining assigns on)."""
+        return score_blocks(queries, gallery, self.model["head"], block_size=block_size, transform=transform)
 
     def mine(self, epoch: int) -> None:
-        rows, flips, labels = self._virtual()
+        rows, flips, labels, neg_codes = self._virtual()
         feats = self._features(rows, flips)
         block = self.cfg.mining.block_size
-        blocks = progress(self._score_blocks(feats, feats, block), total=-(-len(rows) // block),
+        blocks = progress(self._score_blocks(feats, feats, block, transform=None), total=-(-len(rows) // block),
                           description=f"{self.name}: scoring {len(rows)}² pairs for mining", quiet=self.quiet,
                           unit="blocks", leave=False)
-        self.mining.submit(epoch, blocks, len(rows), labels)
+        self.mining.submit(epoch, blocks, len(rows), labels, neg_labels=neg_codes)
         self.mined_epoch = epoch
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         self.begin_epoch(epoch)
-        mcfg = self.cfg.mining
-        if epoch >= mcfg.start and (epoch - mcfg.start) % max(1, mcfg.every) == 0:
+        if self.schedule.due(epoch):
             self.mine(epoch)
-        pairs = self.mining.poll()
+        pairs = self.mining.poll() if self.mining is not None else None
+        round_stats = dict.fromkeys(ROUND_STATS, float("nan"))  # every key from the first epoch (Tune's CSV)
         if pairs is not None:
             self.mined = tuple(np.asarray(p) for p in (pairs.neg_a, pairs.neg_b, pairs.pos_a, pairs.pos_b))
             self.sampler.set_mined(*self.mined)
+            if len(pairs.neg_a):
+                round_stats.update(pairs.stats())
         self.model.train()
         rows = self.splits["train"].rows
         total, batches = 0.0, 0
@@ -118,7 +149,8 @@ class SiameseTask(FamilyTask):
             total += float(loss.detach())
             batches += 1
         out = {"loss": total / max(batches, 1)}
-        out.update(self.mining.status())
+        out.update(self.mining.status() if self.mining is not None else {"mining_source": "random (solver none)"})
+        out.update(round_stats)
         return out
 
     def end_epoch(self, epoch, val_map5):

@@ -6,13 +6,18 @@
   assignment solver, at N ≈ 16,000 in seconds; also on a score matrix (top-k).
 * :mod:`.scoring` — a pair head applied to all pairs in blocks, to chosen pairs, or
   to each image's k nearest neighbours.
-* :mod:`.noise` — the annealed noise schedule; :mod:`.miner` — ``LapMiner``, the
-  object the trainer calls, and ``build_miner(cfg.mining)``.
+* :mod:`.noise` — the annealed noise schedule (with a floor); :mod:`.schedule` —
+  which epochs mine (warm-up, every K, never on a stage change); :mod:`.exclusion` —
+  which images may be negatives of each other (individuals merged through
+  near-duplicate groups); :mod:`.miner` — ``LapMiner``, the object the trainer
+  calls, and ``build_miner(cfg.mining)``.
 """
 from .dense import NO_PARTNER, hard_negatives, hard_positives
 from .knn import knn_other
-from .miner import LapMiner, MinedPairs, build_miner
+from .exclusion import negative_codes, virtual_codes
+from .miner import LapMiner, MinedPairs, build_miner, mining_enabled
 from .noise import NoiseSchedule
+from .schedule import MiningSchedule
 from .scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
 from .sparse import hard_positives_from_features, sparse_hard_negatives, sparse_hard_negatives_from_scores
 
@@ -20,8 +25,12 @@ __all__ = [
     "NO_PARTNER",
     "LapMiner",
     "MinedPairs",
+    "MiningSchedule",
     "NoiseSchedule",
     "build_miner",
+    "mining_enabled",
+    "negative_codes",
+    "virtual_codes",
     "hard_negatives",
     "hard_positives",
     "hard_positives_from_features",

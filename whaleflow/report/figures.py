@@ -159,16 +159,39 @@ def _stage_spans(m: pd.DataFrame) -> list[tuple[float, float, str]]:
     return spans
 
 
+MINING_CURVES = (("mining_neg_score", "negatives: mean P(same)", BAD),
+                 ("mining_pos_score", "positives: mean P(same)", GOOD),
+                 ("mining_neg_easy", "negatives already < 0.5", NEUTRAL))
+
+
+def _mining_rounds(m: pd.DataFrame) -> bool:
+    return any(c in m and pd.to_numeric(m[c], errors="coerce").notna().any() for c, _, _ in MINING_CURVES)
+
+
+def _mining_panel(ax, m: pd.DataFrame, ep: np.ndarray) -> None:
+    """Per mining round (siamese): how hard the mined pairs are to the model that mined them."""
+    for col, label, color in MINING_CURVES:
+        y = pd.to_numeric(m[col], errors="coerce").to_numpy(dtype=float) if col in m else np.full(len(m), np.nan)
+        ok = np.isfinite(y)
+        ax.plot(ep[ok], y[ok], "-o", color=color, markersize=3, linewidth=1.4, label=label)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("mined pairs (per round)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+
+
 def trial_figure(name: str, m: pd.DataFrame, best_epoch: Optional[int] = None,
                  color: str = PALETTE[0]) -> Optional[Figure]:
-    """Loss and validation MAP@5 per epoch, image-size stages shaded and labelled."""
+    """Loss and validation MAP@5 per epoch, image-size stages shaded and labelled; for a
+    siamese model that mined, a third panel with each round's mined-pair scores."""
     if m is None or not len(m):
         return None
     ep = m["epoch"].to_numpy() + 1
     panels = [("loss", "training loss")]
     if "val_map5" in m and m["val_map5"].notna().any():
         panels.append(("val_map5", "validation MAP@5"))
-    fig = _figure(7.6, 2.9)
+    if _mining_rounds(m):
+        panels.append(("mining", "mined pairs"))
+    fig = _figure(7.6 if len(panels) < 3 else 10.5, 2.9)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     spans = _stage_spans(m)
     for ax, (col, label) in zip(axes, panels):
@@ -178,10 +201,15 @@ def trial_figure(name: str, m: pd.DataFrame, best_epoch: Optional[int] = None,
             ax.axvspan(a, b, color=STAGE_SHADES[i % 2], zorder=0, linewidth=0)
             ax.text((a + b) / 2, 1.0, text, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                     fontsize=8, color="#555")
+        ax.set_xlabel("epoch", fontsize=9)
+        if len(ep) and ep.max() - ep.min() < 12:
+            ax.set_xticks(ep)
+        if col == "mining":
+            _mining_panel(ax, m, ep)
+            continue
         y = m[col].to_numpy(dtype=float) if col in m else np.full(len(m), np.nan)
         ok = np.isfinite(y)
         ax.plot(ep[ok], y[ok], "-o", color=color, markersize=3, linewidth=1.6)
-        ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(label, fontsize=9)
         if col == "val_map5" and ok.any():
             k = int(np.nanargmax(np.where(ok, y, -np.inf))) if best_epoch is None else None
@@ -192,8 +220,6 @@ def trial_figure(name: str, m: pd.DataFrame, best_epoch: Optional[int] = None,
                 ax.annotate(f"best {v:.3f}", (e_best, v), textcoords="offset points", xytext=(0, 9),
                             ha="center", fontsize=8, color=GOOD)
                 ax.margins(y=0.18)
-        if len(ep) and ep.max() - ep.min() < 12:
-            ax.set_xticks(ep)
     fig.suptitle(name, fontsize=11, x=0.01, ha="left")
     return fig
 

@@ -157,7 +157,10 @@ def curves_section(art: RunArtifacts, figs: dict[str, str]) -> str:
         else:
             body += note(esc("; ".join(t.notes) or "no metrics.csv: no training curves for this model"))
         parts.append(head + body)
-    lead = "Loss and validation MAP@5 per epoch; shaded bands are the image-size stages of progressive resizing."
+    lead = ("Loss and validation MAP@5 per epoch; shaded bands are the image-size stages of progressive resizing. "
+            "For a siamese model that mines, the third panel shows each mining round: the model's mean "
+            "probability of \u201csame\u201d for the mined negatives and positives, and the share of mined "
+            "negatives it already puts below 0.5 (near 1: mining is too easy; near 0: too hard).")
     return section("curves", "Training curves", "".join(parts), lead)
 
 
