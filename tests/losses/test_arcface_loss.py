@@ -20,7 +20,7 @@ def reference_loss(emb, weight, labels, margins, k, s):
         m = float(margins[y])
         cos_y = logits[y].clamp(-1 + 1e-6, 1 - 1e-6)
         theta = torch.acos(cos_y)
-        if float(theta) + m < math.pi:
+        if float(theta.detach()) + m < math.pi:
             target = torch.cos(theta + m)
         else:
             target = cos_y - m * math.sin(math.pi - m)

@@ -43,7 +43,7 @@ class SiameseTask(FamilyTask):
 
         cfg = model_cfg
         stage = cfg.stages[0]
-        backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages)
         head = PairHead(backbone.num_features, hidden=tuple(cfg.head_layers), dropout=stage.dropout)
         self.model = prepare_model(nn.ModuleDict({"backbone": backbone, "head": head}), self.device)
         self.loss = LOSSES.build("pair")
