@@ -4,27 +4,11 @@ import pytest
 import torch
 
 from whaleflow.config import load_config
-from whaleflow.engine import Callback, Trainer
+from whaleflow.engine import Trainer
 from whaleflow.pipeline import run_prepare
 from whaleflow.training import build_task
 
-
-
-class Interrupt(Exception):
-    """Stands for a crash mid-run."""
-
-
-class StopAfter(Callback):
-    def __init__(self, n):
-        self.n = n
-
-    def on_epoch_end(self, trainer, metrics):
-        if metrics["epoch"] + 1 == self.n:
-            raise Interrupt
-
-
-def _weights(task):
-    return {k: v.detach().clone() for k, v in task.model.state_dict().items()}
+from test_training import Interrupt, StopAfter, _weights  # the shared crash helpers
 
 
 def _setup(data, tmp_path, extra=()):

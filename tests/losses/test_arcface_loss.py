@@ -60,8 +60,8 @@ def test_fallback_past_pi_matches_reference():
     ref = reference_loss(emb, loss_fn.weight.detach(), torch.tensor([0]), torch.tensor([0.5, 0.5]), 1, 10.0)
     assert torch.allclose(loss, ref, atol=1e-5)
     logits = loss_fn.logits(emb, torch.tensor([0]))
-    cos = float(loss_fn.cosine(emb)[0, 0])
-    assert math.isclose(float(logits[0, 0]) / 10, cos - 0.5 * math.sin(math.pi - 0.5), rel_tol=1e-5)
+    cos = float(loss_fn.cosine(emb)[0, 0].detach())
+    assert math.isclose(float(logits[0, 0].detach()) / 10, cos - 0.5 * math.sin(math.pi - 0.5), rel_tol=1e-5)
 
 
 def test_dynamic_margin_formula_and_order():

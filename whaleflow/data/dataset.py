@@ -18,6 +18,7 @@ import torch
 
 from ..config import size_hw
 from .augment import normalize
+from .cache import letterbox
 from .samplers import PairBatch
 
 
@@ -28,8 +29,6 @@ def fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
     if abs((height / width) / (ih / iw) - 1.0) <= 0.01:
         interp = cv2.INTER_AREA if height * width < ih * iw else cv2.INTER_LINEAR
         return cv2.resize(img, (width, height), interpolation=interp)
-    from .cache import letterbox
-
     return letterbox(img, (height, width))
 
 

@@ -225,7 +225,7 @@ def load_latest(paths: Sequence[str | Path], *, name: str = "", stream=None) -> 
 
 
 def remove_partial_writes(folder: str | Path) -> int:
-    """Delete temp files that a killed write left (``.last.pt.XXXX.pt``); returns how many."""
+    """Delete temp files that a killed write left (``.last.pt.<random suffix>.pt``); returns how many."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0

@@ -59,7 +59,6 @@ class ArcFaceTask(FamilyTask):
             self.imprint()
         self.stage_lr = stage.lr
         self._stage_starts = np.cumsum([0] + [s.epochs for s in cfg.stages])
-        self._base_seed = train_cfg.seed
 
     @torch.no_grad()
     def imprint(self) -> None:
@@ -107,7 +106,7 @@ class ArcFaceTask(FamilyTask):
     # ------------------------------------------------------------------ training
     def _epoch_batches(self, epoch: int):
         """Every training photo once, shuffled; each flipped with p = ½ into its mirror class."""
-        rng = np.random.default_rng([self._base_seed, epoch, 7])
+        rng = np.random.default_rng([self.train_cfg.seed, epoch, 7])
         n, bs = len(self.train_labels), max(2, self.cfg.batch_size)
         order = rng.permutation(n)
         flips = rng.random(n) < 0.5 if self.flips else np.zeros(n, bool)
@@ -153,7 +152,12 @@ class ArcFaceTask(FamilyTask):
         return self._embed(rows, flip).cpu().numpy()
 
     def score_queries(self, q_rows, g_rows, g_labels, num_classes):
-        return self.score_queries_named(q_rows, g_rows, g_labels, self.classes[:num_classes])
+        """Scores against a gallery whose labels index this task's own training classes
+        (the base class calls :meth:`score_queries_named`, which takes any class list)."""
+        if num_classes != len(self.classes):
+            raise ValueError(f"{num_classes} gallery classes, {len(self.classes)} trained: "
+                             "use score_queries_named with the gallery's class names")
+        return self.score_queries_named(q_rows, g_rows, g_labels, self.classes)
 
     @torch.inference_mode()
     def score_queries_named(self, q_rows, g_rows, g_labels, classes):
