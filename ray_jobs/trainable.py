@@ -140,11 +140,14 @@ def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extr
         siamese_mines = model_cfg.family == "siamese" and mining_enabled(model_cfg.mining)
         mining = _mining_client(cfg, model_cfg, extra["trial"]) if siamese_mines else None
         reporter = TuneReporter(trial_dir, extra)
+        # the loader's workers come out of the trial's own CPUs (train.workers unset)
+        task_kwargs = {"cpus": cfg.ray.cpus_per_trial, **({"mining_client": mining} if mining is not None else {})}
         try:
+            prepared = load_prepared(Path(cfg.output.dir) / "prepared", local_cache_dir=cfg.data.local_cache_dir)
             result = train_model(
-                cfg, model_cfg, load_prepared(Path(cfg.output.dir) / "prepared"), trial_dir,
+                cfg, model_cfg, prepared, trial_dir,
                 callbacks=[reporter, ProgressPrinter(model_cfg.name, stream=log)], resume=True,
-                task_kwargs={"mining_client": mining} if mining is not None else None, progress=False,
+                task_kwargs=task_kwargs, progress=False,
             )
         finally:
             if mining is not None:

@@ -38,6 +38,9 @@ class DataConfig:
     boxes: str | None = None          # box CSV: Image,x0,y0,x1,y1
     box_margin: float = 0.05          # fraction of the box size added on each side
     strict: bool = False              # corrupt images are an error instead of skipped
+    # a folder on each node's local disk: trials copy the prepared image caches there and
+    # read them from it (set it when output.dir is on a network filesystem)
+    local_cache_dir: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -51,8 +54,9 @@ class PrepareConfig:
     folds: int = 1
     seed: int = 0
     grayscale: bool = True
-    # the cache's [height, width] (an int is a square); None → the largest height and the
-    # largest width of any model's stages. Each crop keeps its aspect, letterboxed to it.
+    # one cache [height, width] (an int is a square) every stage reads, resized; None → one
+    # cache per distinct stage size, so no stage pays a resize. Each crop keeps its aspect,
+    # letterboxed to the cache's.
     cache_size: Union[int, list[int], None] = None
 
 
@@ -197,6 +201,8 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_every: int = 1
     max_train_images: int | None = None
+    workers: int | None = None        # loader worker processes; None → the trial's CPUs − 1 (0: in-process)
+    prefetch: int = 4                 # batches each worker keeps ready
 
 
 @dataclass(frozen=True)
@@ -427,3 +433,13 @@ def cache_shape(cfg: Config) -> tuple[int, int]:
         return size_hw(cfg.prepare.cache_size)
     shapes = [size_hw(s.size) for m in cfg.models for s in m.stages]
     return max(h for h, _ in shapes), max(w for _, w in shapes)
+
+
+def cache_sizes(cfg: Config) -> list[tuple[int, int]]:
+    """The (height, width) of every image cache ``prepare`` builds, largest first:
+    ``prepare.cache_size`` alone when set, else each distinct size of any model's stages
+    (a stage then reads pixels at its own size, with no resize per read)."""
+    if cfg.prepare.cache_size is not None:
+        return [size_hw(cfg.prepare.cache_size)]
+    shapes = {size_hw(s.size) for m in cfg.models for s in m.stages}
+    return sorted(shapes, key=lambda hw: (hw[0] * hw[1], hw), reverse=True)

@@ -42,9 +42,13 @@ def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
 def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     """A hash of everything that decides what a trial learns: the model variant and the
     data, prepare, train and predict settings. Ray and search settings do not count, nor
-    ``train.device``: a model trained on a GPU or on the CPU is the same trial."""
+    ``train.device``: a model trained on a GPU or on the CPU is the same trial; nor how its
+    batches are loaded (``train.workers``, ``train.prefetch``, ``data.local_cache_dir``),
+    which changes no batch."""
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
-    payload["train"].pop("device", None)
+    for key in ("device", "workers", "prefetch"):
+        payload["train"].pop(key, None)
+    payload["data"].pop("local_cache_dir", None)
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -3,7 +3,8 @@
 Each set is registered in :data:`whaleflow.registry.AUGMENTATIONS` and built as
 ``AUGMENTATIONS.build(name, seed=…)``; the result is a callable that takes a uint8
 grey image (H, W) and returns float32 (H, W), normalised with the fixed
-:data:`MEAN` / :data:`STD` that inference uses too (:func:`normalize`).
+:data:`MEAN` / :data:`STD` that inference uses too (:func:`normalize`); its ``pixels``
+method returns the augmented uint8 image instead, for batches normalised on the device.
 
 * ``siamese``: light, photometric only — brightness, Gaussian noise, blur (the seed
   solution's siamese set: the pair head compares fine edge detail, so geometry stays).
@@ -86,11 +87,16 @@ class Augment:
         self.pipeline = A.Compose(transforms, seed=seed) if transforms else None
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
+        return normalize(self.pixels(img))
+
+    def pixels(self, img: np.ndarray) -> np.ndarray:
+        """The augmented uint8 image, not normalised: what the loader's workers send, so a
+        batch travels as uint8 and the device normalises it."""
         if img.dtype != np.uint8:
             raise TypeError(f"augmentation {self.name!r} expects uint8 pixels, got {img.dtype}")
         if self.pipeline is not None:
             img = self.pipeline(image=img)["image"]
-        return normalize(img)
+        return img
 
     def reseed(self, seed: int) -> None:
         """Restart the random stream: seeding per epoch makes a resumed run augment

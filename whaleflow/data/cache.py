@@ -96,10 +96,19 @@ def letterbox(img: np.ndarray, size) -> np.ndarray:
 def load_image(path: str | Path, image: str, *, size, boxes: Boxes | None = None,
                box_margin: float = 0.05, grayscale: bool = True):
     """Decode, crop, grey, letterbox one image: (pixels, width, height, box status, problem)."""
+    pixels, w, h, status, problem = load_image_sizes(path, image, sizes=[size], boxes=boxes,
+                                                     box_margin=box_margin, grayscale=grayscale)
+    return pixels[0], w, h, status, problem
+
+
+def load_image_sizes(path: str | Path, image: str, *, sizes, boxes: Boxes | None = None,
+                     box_margin: float = 0.05, grayscale: bool = True):
+    """:func:`load_image` at several sizes from one decode: ([pixels per size], width, height,
+    box status, problem)."""
     img = read_gray(path) if grayscale else read_rgb(path)
     h, w = img.shape[:2]
     crop, status, problem = crop_image(img, image, boxes, box_margin)
-    return letterbox(crop, size), w, h, status, problem
+    return [letterbox(crop, size) for size in sizes], w, h, status, problem
 
 
 @dataclass
@@ -150,48 +159,68 @@ def build_cache(items: pd.DataFrame, root: str | Path, *, size, boxes: str | Pat
     ``keep`` caches (the newest) are kept in ``root``; older ones are deleted, since at
     full HWI scale one cache is gigabytes.
     """
+    return build_caches(items, root, sizes=[size], boxes=boxes, box_margin=box_margin, grayscale=grayscale,
+                        strict=strict, workers=workers, progress=progress, keep=keep)[0]
+
+
+def build_caches(items: pd.DataFrame, root: str | Path, *, sizes, boxes: str | Path | None = None,
+                 box_margin: float = 0.05, grayscale: bool = True, strict: bool = False,
+                 workers: int = 2, progress: bool = False, keep: int = 2) -> list[Cache]:
+    """One cache per size in ``sizes`` (in that order), each built as :func:`build_cache` would.
+
+    The missing ones are built together: each image is decoded and cropped once, on
+    ``workers`` threads, and letterboxed to every missing size, so a run with stages at
+    384 and 672 pays one decode, not two. Caches already in ``root`` are reused; the
+    caches of this call always stay, older ones go beyond ``keep`` in all. Every cache
+    holds the same images in the same rows (a skip is a decode failure, whatever the size).
+    """
     root = Path(root)
     box_table = read_boxes(boxes) if boxes else None
-    key = cache_key(items, size=size, boxes_digest=box_table.digest if box_table else None,
-                    box_margin=box_margin, grayscale=grayscale)
-    final = root / key
-    if (final / "meta.json").is_file():
-        os.utime(final / "meta.json")  # most recently used: pruning keeps it
-        _prune(root, keep=max(1, keep), current=key)
-        return open_cache(final)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{key}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _build(items.reset_index(drop=True), tmp, size=size, key=key, boxes=box_table,
-               box_margin=box_margin, grayscale=grayscale, strict=strict, workers=workers,
-               progress=progress)
+    shapes = list(dict.fromkeys(size_hw(s) for s in sizes))
+    keys = [cache_key(items, size=hw, boxes_digest=box_table.digest if box_table else None,
+                      box_margin=box_margin, grayscale=grayscale) for hw in shapes]
+    todo = [(hw, key) for hw, key in zip(shapes, keys) if not (root / key / "meta.json").is_file()]
+    for key in set(keys) - {k for _, k in todo}:
+        os.utime(root / key / "meta.json")  # most recently used: pruning keeps it
+    if todo:
+        root.mkdir(parents=True, exist_ok=True)
+        tmps = [root / f".tmp-{key}-{os.getpid()}" for _, key in todo]
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "meta.json").is_file():  # lost a race to an equal build: use theirs
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _prune(root, keep=max(1, keep), current=key)
-    return open_cache(final)
+            _build(items.reset_index(drop=True), [(tmp, hw, key) for tmp, (hw, key) in zip(tmps, todo)],
+                   boxes=box_table, box_margin=box_margin, grayscale=grayscale, strict=strict,
+                   workers=workers, progress=progress)
+            for tmp, (_, key) in zip(tmps, todo):
+                try:
+                    os.rename(tmp, root / key)
+                except OSError:
+                    if not (root / key / "meta.json").is_file():  # lost a race to an equal build: use theirs
+                        raise
+        finally:
+            for tmp in tmps:
+                shutil.rmtree(tmp, ignore_errors=True)
+    _prune(root, keep=max(1, keep), current=set(keys))
+    return [open_cache(root / key) for key in keys]
 
 
-def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, grayscale, strict,
-           workers, progress) -> None:
+def _build(items: pd.DataFrame, targets: list[tuple[Path, tuple[int, int], str]], *, boxes, box_margin,
+           grayscale, strict, workers, progress) -> None:
+    """Fill one cache folder per (folder, (height, width), key) target from one decode per image."""
     n = len(items)
-    height, width = size_hw(size)
-    shape = (n, height, width) if grayscale else (n, height, width, 3)
-    # A raw file (no .npy header): its shape lives in meta.json.
-    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=shape) if n else None
+    sizes = [hw for _, hw, _ in targets]
+    shapes = [(n, h, w) if grayscale else (n, h, w, 3) for h, w in sizes]
+    # Raw files (no .npy header): the shape lives in meta.json.
+    arrays = [np.memmap(folder / "images.u8", dtype=np.uint8, mode="w+", shape=shape) if n else None
+              for (folder, _, _), shape in zip(targets, shapes)]
     records = items[["image", "split", "path"]].to_dict("records")
 
     def work(i: int):
         rec = records[i]
         try:
-            return load_image(rec["path"], rec["image"], size=size, boxes=boxes,
-                              box_margin=box_margin, grayscale=grayscale)
+            return load_image_sizes(rec["path"], rec["image"], sizes=sizes, boxes=boxes,
+                                    box_margin=box_margin, grayscale=grayscale)
         except CorruptImage as exc:
             if strict:
                 raise
@@ -200,15 +229,16 @@ def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, g
     meta_rows, skipped, problems = [], [], []
     counts = {"box": 0, "clamped": 0, "missing": 0, "invalid": 0, "none": 0}
     ok = np.zeros(n, dtype=bool)
-    for i, res in enumerate(parallel_map(work, range(n), workers=workers, progress=progress,
-                                         description="caching images")):
+    what = "caching images" + (f" at {', '.join(f'{h}×{w}' for h, w in sizes)}" if len(sizes) > 1 else "")
+    for i, res in enumerate(parallel_map(work, range(n), workers=workers, progress=progress, description=what)):
         rec = records[i]
         if isinstance(res, CorruptImage):
             skipped.append({"image": rec["image"], "split": rec["split"], "path": rec["path"],
                             "reason": str(res)})
             continue
         pixels, w, h, status, problem = res
-        images[i] = pixels
+        for images, px in zip(arrays, pixels):
+            images[i] = px
         ok[i] = True
         counts[status] += 1
         if problem:
@@ -216,29 +246,37 @@ def _build(items: pd.DataFrame, folder: Path, *, size, key, boxes, box_margin, g
         meta_rows.append({"image": rec["image"], "split": rec["split"], "path": rec["path"],
                           "width": w, "height": h, "box": status})
     n_ok = int(ok.sum())
-    if images is not None:
-        if n_ok < n:  # compact in place: kept rows move down, never over an unread row
-            for dst, src in enumerate(np.flatnonzero(ok)):
-                if dst != src:
-                    images[dst] = images[src]
-        images.flush()
-        del images
-        os.truncate(folder / "images.u8", n_ok * int(np.prod(shape[1:])))
-    else:
-        (folder / "images.u8").write_bytes(b"")
+    for j, ((folder, _, _), shape) in enumerate(zip(targets, shapes)):
+        images, arrays[j] = arrays[j], None  # the last reference goes before the file shrinks
+        if images is not None:
+            if n_ok < n:  # compact in place: kept rows move down, never over an unread row
+                for dst, src in enumerate(np.flatnonzero(ok)):
+                    if dst != src:
+                        images[dst] = images[src]
+            images.flush()
+            del images
+            os.truncate(folder / "images.u8", n_ok * int(np.prod(shape[1:])))
+        else:
+            (folder / "images.u8").write_bytes(b"")
     index = pd.DataFrame(meta_rows, columns=["image", "split", "path", "width", "height", "box"])
     index.insert(2, "row", np.arange(len(index), dtype=np.int64))
-    write_csv(folder / "index.csv", index)
-    write_csv(folder / "skipped.csv", pd.DataFrame(skipped, columns=["image", "split", "path", "reason"]))
     if boxes is not None:
         problems = boxes.problems + problems
-    write_csv(folder / "box_problems.csv", pd.DataFrame(problems, columns=["image", "row", "message"]))
-    write_json(folder / "meta.json", {
-        "key": key, "version": CACHE_VERSION, "n": n_ok, "size": max(height, width), "height": height,
-        "width": width, "channels": 1 if grayscale else 3,
-        "grayscale": grayscale, "pad": PAD, "box_margin": box_margin,
-        "boxes_file": boxes.file if boxes else None, "boxes": counts, "box_problems": len(problems),
-        "skipped": len(skipped)})
+    for folder, (height, width), key in targets:
+        write_csv(folder / "index.csv", index)
+        write_csv(folder / "skipped.csv", pd.DataFrame(skipped, columns=["image", "split", "path", "reason"]))
+        write_csv(folder / "box_problems.csv", pd.DataFrame(problems, columns=["image", "row", "message"]))
+        write_json(folder / "meta.json", {
+            "key": key, "version": CACHE_VERSION, "n": n_ok, "size": max(height, width), "height": height,
+            "width": width, "channels": 1 if grayscale else 3,
+            "grayscale": grayscale, "pad": PAD, "box_margin": box_margin,
+            "boxes_file": boxes.file if boxes else None, "boxes": counts, "box_problems": len(problems),
+            "skipped": len(skipped)})
+
+
+def cache_bytes(cache: Cache) -> int:
+    """Disk use of one cache folder."""
+    return sum(p.stat().st_size for p in cache.dir.iterdir() if p.is_file())
 
 
 def open_cache(folder: str | Path) -> Cache:
@@ -259,8 +297,9 @@ def open_cache(folder: str | Path) -> Cache:
     return Cache(folder, images, index, meta)
 
 
-def _prune(root: Path, keep: int, current: str) -> None:
+def _prune(root: Path, keep: int, current: set[str]) -> None:
+    """Delete all but the ``keep`` most recently used caches; those in ``current`` always stay."""
     caches = [p for p in root.iterdir() if p.is_dir() and len(p.name) == 16 and (p / "meta.json").is_file()]
-    caches.sort(key=lambda p: (p.name == current, (p / "meta.json").stat().st_mtime), reverse=True)
-    for old in caches[keep:]:
+    caches.sort(key=lambda p: (p.name in current, (p / "meta.json").stat().st_mtime), reverse=True)
+    for old in caches[max(keep, len(current)):]:
         shutil.rmtree(old, ignore_errors=True)

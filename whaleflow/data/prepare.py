@@ -10,7 +10,9 @@ split → cropped grey letterboxed cache. Everything lands in ``out_dir/prepared
 * ``label_map.csv``   old → new labels (only with ``data.previous_root``)
 * ``skipped.csv``     images left out and why; ``summary.json`` all the counts,
   ``summary.txt`` the printed summary (for the run's report)
-* ``hashes.csv``      the hash cache; ``cache/<key>/`` the image memmap
+* ``hashes.csv``      the hash cache; ``cache/<key>/`` the image memmaps, one per
+  distinct stage size (:func:`whaleflow.config.cache_sizes`), built from one decode
+  per image; with ``data.local_cache_dir`` they are read from a copy on local disk
 
 Every file is written atomically. A second call on unchanged data reads the hashes
 back and reuses the cache folder, so it takes seconds.
@@ -25,11 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import Config, cache_shape
+import os
+
+from ..config import Config, cache_sizes
 from ..errors import DataError
 from ..io import write_csv, write_json, write_text
 from ..labels import NEW_WHALE
-from .cache import build_cache, open_cache
+from .cache import build_caches, cache_bytes, open_cache
+from .local_cache import local_copy, on_network_filesystem
 from .dedup import find_duplicates, hash_images, write_reports
 from .relabel import map_labels, write_mapping
 from .split import roles_for_fold, split_summary, split_train, write_split
@@ -41,10 +46,16 @@ class Prepared:
 
     dir: Path
     index: pd.DataFrame     # image, split, id, role, fold, group, row, path
-    images: np.ndarray      # uint8 memmap (n, height, width)
-    size: tuple[int, int]   # (height, width) of the cache
+    images: np.ndarray      # uint8 memmap (n, height, width): the largest cache
+    size: tuple[int, int]   # (height, width) of the largest cache
     summary: dict
     test_duplicates: dict[str, list[str]] = field(default_factory=dict)
+    # every cache by (height, width), the same rows in each; a stage reads its own size's
+    caches: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.caches:
+            self.caches = {tuple(self.images.shape[1:3]): self.images}
 
     def _roles(self, fold: int | None) -> np.ndarray:
         if fold is None or fold == 0:
@@ -107,12 +118,15 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         relabel_summary, prefer = rel.summary, rel.preferred
 
     t_dedup = time.perf_counter()
-    size = cache_shape(cfg)
+    sizes = cache_sizes(cfg)
     cache_root = pdir / "cache"
     existing = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
-    cache = build_cache(items[["image", "split", "path"]], cache_root, size=size,
-                        boxes=_boxes_path(cfg, catalog.root), box_margin=cfg.data.box_margin,
-                        grayscale=pc.grayscale, strict=cfg.data.strict, progress=progress)
+    caches = build_caches(items[["image", "split", "path"]], cache_root, sizes=sizes,
+                          boxes=_boxes_path(cfg, catalog.root), box_margin=cfg.data.box_margin,
+                          grayscale=pc.grayscale, strict=cfg.data.strict, progress=progress,
+                          workers=_threads(), keep=2 * len(sizes))
+    cache = caches[0]  # the largest: what the report's thumbnails read
+    size = cache.shape
     cache_skipped = pd.read_csv(cache.dir / "skipped.csv", dtype=str, keep_default_na=False)
     if len(cache_skipped):
         skipped.append(cache_skipped)
@@ -157,7 +171,9 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         "boxes": {**cache.meta["boxes"], "problems": cache.meta["box_problems"],
                   "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"]},
         "cache": {"dir": str(cache.dir.relative_to(pdir)), "size": list(size), "images": int(cache.meta["n"]),
-                  "reused": cache.dir.name in existing},
+                  "reused": cache.dir.name in existing, "bytes": cache_bytes(cache)},
+        "caches": [{"dir": str(c.dir.relative_to(pdir)), "size": list(c.shape), "bytes": cache_bytes(c),
+                    "reused": c.dir.name in existing} for c in caches],
         "settings": {"hash": pc.hash, "hash_size": pc.hash_size, "dup_distance": pc.dup_distance,
                      "val_fraction": pc.val_fraction, "new_whale_val_fraction": pc.new_whale_val_fraction,
                      "folds": pc.folds, "seed": pc.seed, "grayscale": pc.grayscale},
@@ -172,11 +188,15 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     write_text(pdir / "summary.txt", text + "\n")
     if progress:
         print(text)
-    return Prepared(pdir, index, cache.images, cache.shape, summary, test_dups)
+        if not cfg.data.local_cache_dir and on_network_filesystem(cache_root):
+            print(f"note: {cache_root} is on a network filesystem; set data.local_cache_dir to a folder on "
+                  "each node's local disk and trials read the caches from a copy there")
+    return _opened(pdir, index, summary, test_dups, cfg.data.local_cache_dir)
 
 
-def load_prepared(prepared_dir: str | Path) -> Prepared:
-    """Open a folder written by :func:`prepare` (``out_dir/prepared``)."""
+def load_prepared(prepared_dir: str | Path, local_cache_dir: str | Path | None = None) -> Prepared:
+    """Open a folder written by :func:`prepare` (``out_dir/prepared``), reading its caches from
+    copies under ``local_cache_dir`` when given (made on first use on this node)."""
     pdir = Path(prepared_dir)
     if not (pdir / "summary.json").is_file() and (pdir / "prepared" / "summary.json").is_file():
         pdir = pdir / "prepared"
@@ -184,11 +204,36 @@ def load_prepared(prepared_dir: str | Path) -> Prepared:
         raise DataError("not a prepared folder (no summary.json).", file=pdir,
                         fix="run `whaleflow prepare --config C` first.")
     summary = json.loads((pdir / "summary.json").read_text(encoding="utf-8"))
-    cache = open_cache(pdir / summary["cache"]["dir"])
     index = pd.read_csv(pdir / "index.csv", dtype={"image": str, "split": str, "id": str, "role": str,
                                                    "path": str, "box": str}, keep_default_na=False)
     test_dups = json.loads((pdir / "test_duplicates.json").read_text(encoding="utf-8"))
-    return Prepared(pdir, index, cache.images, cache.shape, summary, test_dups)
+    return _opened(pdir, index, summary, test_dups, local_cache_dir)
+
+
+def _opened(pdir: Path, index: pd.DataFrame, summary: dict, test_dups: dict,
+            local_cache_dir: str | Path | None) -> Prepared:
+    """Map every cache of ``summary`` (from its local copy under ``local_cache_dir`` if set)."""
+    entries = summary.get("caches") or [summary["cache"]]
+    caches = {}
+    for entry in entries:
+        folder = pdir / entry["dir"]
+        if local_cache_dir:
+            folder = local_copy(folder, local_cache_dir)
+        c = open_cache(folder)
+        caches[c.shape] = c
+    first = next(iter(caches.values()))
+    for c in caches.values():
+        if not c.index["image"].equals(first.index["image"]):
+            raise DataError(f"the image caches {first.dir.name} and {c.dir.name} hold different images.",
+                            file=pdir / "cache", fix="delete the prepared/cache folder and run prepare again.")
+    largest = max(caches.values(), key=lambda c: c.shape[0] * c.shape[1])
+    return Prepared(pdir, index, largest.images, largest.shape, summary, test_dups,
+                    caches={shape: c.images for shape, c in caches.items()})
+
+
+def _threads() -> int:
+    """Decode threads for building the caches: this process's CPUs (cv2 and PIL release the GIL)."""
+    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def format_summary(s: dict, pdir: Path | None = None) -> str:
@@ -211,15 +256,24 @@ def format_summary(s: dict, pdir: Path | None = None) -> str:
         lines.append(f"boxes: {b['box']} cropped, {b['clamped']} clamped, {b['missing']} without a box, "
                      f"{b['invalid']} impossible ({b['problems']} listed in box_problems.csv)")
     c = s["cache"]
-    h, w = c["size"] if isinstance(c["size"], list) else (c["size"], c["size"])
-    lines.append(f"cache: {c['images']} images at {h}×{w} (height × width) "
-                 f"({'reused' if c['reused'] else 'built'}); prepare took {s['seconds']['total']:.1f} s")
+    parts = []
+    for e in s.get("caches") or [c]:
+        h, w = e["size"] if isinstance(e["size"], list) else (e["size"], e["size"])
+        disk = f"{_gb(e['bytes'])}, " if "bytes" in e else ""
+        parts.append(f"{h}×{w} ({disk}{'reused' if e['reused'] else 'built'})")
+    total = sum(e.get("bytes", 0) for e in s.get("caches") or [c])
+    lines.append(f"cache: {c['images']} images at {', '.join(parts)} (height × width)"
+                 + (f", {_gb(total)} on disk" if total else "") + f"; prepare took {s['seconds']['total']:.1f} s")
     if s.get("relabel"):
         r = s["relabel"]
         lines.append(f"relabel: {r['matched_images']} of {r['previous_images']} previous images matched, "
                      f"{r['mapped_ids']} old ids mapped ({r['renamed_ids']} renamed), "
                      f"{r['preferred_val_images']} images preferred for validation")
     return "\n".join(lines)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def catalog_for(root, cfg: Config, progress: bool):

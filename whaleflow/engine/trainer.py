@@ -66,6 +66,10 @@ class ModelTask(abc.ABC):
     def current_lr(self) -> float:
         return float("nan")
 
+    def close(self) -> None:
+        """Release what only training needs (the loader's worker processes); called when
+        :meth:`Trainer.fit` ends, however it ends."""
+
 
 @dataclass
 class TrainState:
@@ -136,6 +140,12 @@ class Trainer:
         return True
 
     def fit(self, resume: bool = True) -> list[dict[str, Any]]:
+        try:
+            return self._fit(resume)
+        finally:
+            self.task.close()
+
+    def _fit(self, resume: bool) -> list[dict[str, Any]]:
         if resume:
             self.restore()
         self.callbacks.on_fit_start(self)

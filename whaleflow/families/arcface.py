@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.device import autocast, prepare_model, to_device_images
+from ..engine.device import autocast, prepare_model
 from ..inference import aggregate_by_class
 from ..losses.arcface_loss import SubCenterArcFaceLoss, dynamic_margins
 from ..models.arcface_net import ArcFaceNet
 from ..models.backbones import build_backbone
-from ..progress import progress
 from ..registry import FAMILIES
 from .base import FamilyTask
 
@@ -118,19 +117,15 @@ class ArcFaceTask(FamilyTask):
             yield sl, flips[sl], labels[sl]
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        self.begin_epoch(epoch)
         self.model.train()
         self.head.train()
         rows = self.splits["train"].rows
         steps = -(-len(rows) // max(2, self.cfg.batch_size))
         total = torch.zeros((), device=self.device)
         batches = 0
-        it = progress(self._epoch_batches(epoch), total=steps, description=f"{self.name} epoch {epoch + 1}",
-                      quiet=self.quiet, unit="batches", leave=False)
-        for step, (pos, flips, labels) in enumerate(it):
+        specs = ((rows[pos], flips, labels) for pos, flips, labels in self._epoch_batches(epoch))
+        for step, (x, y) in enumerate(self.train_batches(epoch, specs, total=steps)):
             self._set_lr(self.lr_factor(epoch, step, steps))
-            x = to_device_images(self.images_train.batch(rows[pos], flips, self.size), self.device)
-            y = torch.as_tensor(labels, device=self.device)
             with autocast(self.device):
                 emb = self.model(x)
             loss = self.head(emb.float(), y)

@@ -3,6 +3,11 @@
 Roles come from the prepared split: ``train`` images are what a model learns from and
 the gallery for validation; ``val`` images (known individuals plus new_whale, in the
 test prior) are the validation queries; for the test set the gallery is train + val.
+
+Training batches come from a :class:`~whaleflow.data.loader.BatchLoader` (worker
+processes, ``train.workers``; by default the trial's CPUs minus one) reading the cache
+of the stage's size; they arrive as uint8 and are normalised on the device. A family's
+loop sums its loss on the device and reads it once per epoch: no CPU sync per step.
 """
 from __future__ import annotations
 
@@ -10,16 +15,17 @@ import abc
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig
+from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_hw
 from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..inference import ClassScores
 from ..inference.topk import truth_indices, tune_threshold
+from ..progress import progress
 from ..labels import NEW_WHALE
 
 
@@ -35,8 +41,9 @@ class Split:
 class FamilyTask(ModelTask):
     """Shared plumbing; subclasses build the model and write the loss and scoring."""
 
-    def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *, quiet: bool = True):
-        from ..data.dataset import CachedImages
+    def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *,
+                 quiet: bool = True, cpus: float | None = None):
+        from ..data.loader import resolve_workers
         from ..registry import AUGMENTATIONS
 
         self.cfg = model_cfg
@@ -59,8 +66,10 @@ class FamilyTask(ModelTask):
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.train_labels = np.array([self.class_index[c] for c in train_ids], dtype=np.int64)
         self.augment = AUGMENTATIONS.build(model_cfg.augment)
-        self.images_train = CachedImages(prepared.images, augment=self.augment)
-        self.images_eval = CachedImages(prepared.images, augment=None)
+        # every cache of the prepared folder by (height, width); each stage reads its own size's
+        self.caches = getattr(prepared, "caches", None) or {tuple(prepared.images.shape[1:3]): prepared.images}
+        self.workers = resolve_workers(train_cfg.workers, cpus)  # cpus: the trial's (None: this process's)
+        self._loader = None
         self.size = model_cfg.stages[0].size
         self.val_threshold: float | None = None
 
@@ -88,13 +97,46 @@ class FamilyTask(ModelTask):
             if isinstance(m, torch.nn.Dropout):
                 m.p = p
 
-    def begin_epoch(self, epoch: int) -> None:
-        """Per-epoch seeding of what the trainer's global seeding does not reach."""
-        if hasattr(self.augment, "reseed"):
-            self.augment.reseed(self.train_cfg.seed * 1_000_003 + epoch)
-
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ batches
+    @property
+    def images_eval(self):
+        """Unaugmented images from the cache the current size reads."""
+        from ..data.dataset import CachedImages, pick_cache
+
+        return CachedImages(pick_cache(self.caches, self.size))
+
+    def loader(self):
+        """The training loader (its workers start on first use and live until :meth:`close`)."""
+        from ..data.loader import BatchLoader
+
+        if self._loader is None:
+            self._loader = BatchLoader(self.caches, self.augment, workers=self.workers,
+                                       prefetch=self.train_cfg.prefetch, pin_memory=self.device.type == "cuda")
+        return self._loader
+
+    def train_batches(self, epoch: int, batches: Iterable[tuple[np.ndarray, np.ndarray, Any]], *,
+                      total: int) -> Iterator[tuple[torch.Tensor, Any]]:
+        """(normalised images on the device, extra on the device) for each (cache rows, flips,
+        extra) of ``batches``, built ahead by the loader's workers at the current size.
+        Batch ``i`` of ``epoch`` is augmented from its own seed, so what a step sees depends
+        on neither the worker count nor where a resumed run started."""
+        from ..data.loader import BatchSpec, batch_seed
+
+        size, seed = size_hw(self.size), self.train_cfg.seed
+        specs = (BatchSpec(np.asarray(rows, np.int64), np.asarray(flips, bool), size, batch_seed(seed, epoch, i),
+                           extra) for i, (rows, flips, extra) in enumerate(batches))
+        it = progress(self.loader().epoch(specs), total=total, description=f"{self.name} epoch {epoch + 1}",
+                      quiet=self.quiet, unit="batches", leave=False)
+        for pixels, extra in it:
+            yield to_device_images(pixels, self.device), extra.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        if self._loader is not None:
+            self._loader.close()
+            self._loader = None
 
     # ------------------------------------------------------------------ helpers
     @abc.abstractmethod
@@ -107,10 +149,11 @@ class FamilyTask(ModelTask):
         mode; ``flips`` is one bool or one per row. The result stays on the device."""
         self.model.eval()
         flips = np.broadcast_to(np.asarray(flips, dtype=bool), (len(rows),))
+        images = self.images_eval
         out = []
         for start in range(0, len(rows), batch_size):
             sl = slice(start, start + batch_size)
-            x = to_device_images(self.images_eval.batch(rows[sl], flips[sl], self.size), self.device)
+            x = to_device_images(torch.from_numpy(images.batch_uint8(rows[sl], flips[sl], self.size)), self.device)
             with autocast(self.device):
                 out.append(fn(x).float())
         return torch.cat(out) if out else torch.zeros((0, 0), device=self.device)

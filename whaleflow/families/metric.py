@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.device import autocast, prepare_model, to_device_images
+from ..engine.device import autocast, prepare_model
 from ..inference import centroid_scores, class_centroids
 from ..models.backbones import build_backbone
 from ..models.embedding import EmbeddingNet
-from ..progress import progress
 from .. import losses as _losses  # noqa: F401  (registers the losses)
 from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
@@ -48,24 +47,21 @@ class MetricTask(FamilyTask):
         return self.model.modules()
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        self.begin_epoch(epoch)
         self.model.train()
         rows = self.splits["train"].rows
-        total, batches = 0.0, 0
-        batches_iter = progress(self.sampler.epoch(epoch), description=f"{self.name} epoch {epoch + 1}",
-                                quiet=self.quiet, unit="batches", leave=False)
-        for pos, flips, vlabels in batches_iter:
-            x = to_device_images(self.images_train.batch(rows[pos], flips, self.size), self.device)
-            y = torch.as_tensor(vlabels, device=self.device)
+        total = torch.zeros((), device=self.device)
+        batches = 0
+        specs = ((rows[pos], flips, vlabels) for pos, flips, vlabels in self.sampler.epoch(epoch))
+        for x, y in self.train_batches(epoch, specs, total=len(self.sampler)):
             with autocast(self.device):
                 emb = self.model(x)
             loss = self.loss(emb.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(loss.detach())
+            total += loss.detach()  # summed on the device, read once per epoch
             batches += 1
-        return {"loss": total / max(batches, 1)}
+        return {"loss": float(total) / max(batches, 1)}
 
     def end_epoch(self, epoch, val_map5):
         self.scheduler.step()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..engine.device import autocast, prepare_model, to_device_images
+from ..engine.device import autocast, prepare_model
 from ..mining import MiningSchedule, build_miner, mining_enabled, negative_codes, score_blocks, virtual_codes
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
@@ -119,7 +119,6 @@ class SiameseTask(FamilyTask):
 
     # ------------------------------------------------------------------ training
     def train_epoch(self, epoch: int) -> dict[str, Any]:
-        self.begin_epoch(epoch)
         if self.schedule.due(epoch):
             self.mine(epoch)
         pairs = self.mining.poll() if self.mining is not None else None
@@ -131,24 +130,23 @@ class SiameseTask(FamilyTask):
                 round_stats.update(pairs.stats())
         self.model.train()
         rows = self.splits["train"].rows
-        total, batches = 0.0, 0
-        batches_iter = progress(self.sampler.epoch(epoch), description=f"{self.name} epoch {epoch + 1}",
-                                quiet=self.quiet, unit="batches", leave=False)
-        for a, fa, b, fb, target in batches_iter:
-            xa = self.images_train.batch(rows[a], fa, self.size)
-            xb = self.images_train.batch(rows[b], fb, self.size)
-            x = to_device_images(torch.cat([xa, xb]), self.device)
+        total = torch.zeros((), device=self.device)
+        batches = 0
+        # one batch of both sides: the left images, then the right ones
+        specs = ((np.concatenate([rows[a], rows[b]]), np.concatenate([fa, fb]), np.asarray(target, np.float32))
+                 for a, fa, b, fb, target in self.sampler.epoch(epoch))
+        for x, target in self.train_batches(epoch, specs, total=len(self.sampler)):
             with autocast(self.device):
                 feats = self.model["backbone"](x)
                 fa_, fb_ = feats.float().chunk(2)
                 logits = self.model["head"](fa_, fb_)
-            loss = self.loss(logits.float(), torch.as_tensor(target, device=self.device, dtype=torch.float32))
+            loss = self.loss(logits.float(), target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(loss.detach())
+            total += loss.detach()  # summed on the device, read once per epoch
             batches += 1
-        out = {"loss": total / max(batches, 1)}
+        out = {"loss": float(total) / max(batches, 1)}
         out.update(self.mining.status() if self.mining is not None else {"mining_source": "random (solver none)"})
         out.update(round_stats)
         return out
