@@ -87,3 +87,23 @@ def test_siamese_training_beats_untrained(small_data, tmp_path):
         "models.1.stages=[{size: 48, epochs: 8, lr: 0.001}]", "models.1.mining.start=4", "models.1.mining.every=2"])
     mined = [h for h in history if h.get("mining_source")]
     assert mined and all(np.isfinite(h["mining_hardness"]) for h in mined)
+
+
+def test_loader_workers_change_no_weight(tiny_data, tmp_path):
+    """The default path (workers from the trial's CPUs: 3 → 2 worker processes) trains the
+    very weights of the in-process loader: every batch is augmented from its own seed."""
+    stages = ["models.0.stages=[{size: 24, epochs: 2, lr: 0.002}]", "train.max_train_images=48"]
+    cfg, prepared = _setup(tiny_data, tmp_path, 0, stages)
+    model_cfg = cfg.models[0]
+    weights = []
+    for name, cpus, overrides in (("pool", 3, []), ("inline", None, ["train.workers=0"])):
+        c, _ = _setup(tiny_data, tmp_path, 0, [*stages, *overrides])
+        task = build_task(c, model_cfg, prepared, cpus=cpus)
+        assert task.workers == (2 if name == "pool" else 0)
+        history = Trainer(task, model_cfg.stages, checkpoint_dir=tmp_path / name, seed=1).fit()
+        assert task._loader is None  # fit stopped the workers
+        weights.append((_weights(task), [h["loss"] for h in history]))
+    (a, loss_a), (b, loss_b) = weights
+    assert loss_a == loss_b
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

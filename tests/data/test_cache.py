@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from whaleflow.data.cache import build_cache, cache_key, letterbox, open_cache, parallel_map
+from whaleflow.data.cache import (build_cache, build_caches, cache_bytes, cache_key, letterbox, open_cache,
+                                  parallel_map)
 from whaleflow.data.images import CorruptImage
 
 
@@ -129,3 +130,20 @@ def test_rectangular_cache_keeps_each_crops_aspect(tmp_path):
     out = letterbox(img, (32, 64))
     border = np.concatenate([out[0, 16:48], out[-1, 16:48], out[:, 16], out[:, 47]])
     assert out[16, 0] == int(np.round(border.mean())) and out[16, 0] < 250
+
+
+def test_several_sizes_from_one_decode_equal_separate_builds(tmp_path):
+    items = make_items(tmp_path)
+    with open(items["path"][2], "r+b") as fh:  # a corrupt image: skipped in every cache alike
+        fh.truncate(60)
+    both = build_caches(items, tmp_path / "multi", sizes=[32, (24, 48)])
+    assert [c.shape for c in both] == [(32, 32), (24, 48)]
+    for c, size in zip(both, [32, (24, 48)]):
+        alone = build_cache(items, tmp_path / "alone", size=size, keep=10)
+        assert c.dir.name == alone.dir.name
+        assert np.array_equal(np.asarray(c.images), np.asarray(alone.images))
+        assert c.index["image"].tolist() == ["im0.png", "im1.png", "im3.png", "im4.png", "im5.png"]
+    again = build_caches(items, tmp_path / "multi", sizes=[32, (24, 48), 16], keep=1)
+    assert [c.dir for c in again[:2]] == [c.dir for c in both]  # reused, not rebuilt
+    assert len(list((tmp_path / "multi").iterdir())) == 3       # keep=1 never drops this call's caches
+    assert cache_bytes(again[2]) >= 5 * 16 * 16

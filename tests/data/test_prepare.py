@@ -136,3 +136,19 @@ def test_prepare_from_config_root(tiny_data, tmp_path):
     p = prepare(cfg, tmp_path / "run", progress=False)
     assert p.summary["images"]["train"] > 0 and p.images.shape[1:] == (32, 32)
     assert check_split(pd.read_csv(p.dir / "split.csv")) == []
+
+
+def test_one_cache_per_stage_size_with_disk_use_and_a_local_copy(data, tmp_path, capsys):
+    cfg = load_config(None, ["prepare.dup_distance=6", "prepare.val_fraction=0.3",
+                             "models.0.stages=[{size: 24, epochs: 1}, {size: 32, epochs: 1}, {size: 24, epochs: 1}]"])
+    p = prepare(cfg, tmp_path / "run", catalog=fake_catalog(data), progress=True)
+    assert sorted(p.caches) == [(24, 24), (32, 32)] and p.size == (32, 32)
+    assert np.array_equal(np.asarray(p.caches[(32, 32)]), np.asarray(p.images))
+    assert [e["size"] for e in p.summary["caches"]] == [[32, 32], [24, 24]]
+    assert all(e["bytes"] >= 40 * e["size"][0] * e["size"][1] for e in p.summary["caches"])
+    out = capsys.readouterr().out
+    assert "32×32 (" in out and "24×24 (" in out and "MB on disk" in out
+    local = load_prepared(tmp_path / "run", local_cache_dir=tmp_path / "node")
+    assert sorted(local.caches) == [(24, 24), (32, 32)]
+    assert str(tmp_path / "node") in str(local.caches[(24, 24)].filename)
+    assert np.array_equal(np.asarray(local.caches[(24, 24)]), np.asarray(p.caches[(24, 24)]))
