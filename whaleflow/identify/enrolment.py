@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..io import write_csv
+from ..submission import _read_csv as read_csv_columns  # the same checked CSV read
 from ..labels import NEW_WHALE
 from .gallery import ENROLL_LOG
 from .photos import open_boxes, prepare_photos
@@ -61,14 +62,7 @@ def read_decisions(path: str | Path, known: set[str]) -> tuple[list[dict], int]:
     if not path.is_file():
         raise DataError("decisions file does not exist.", file=path,
                         fix="export it from matches.html, or write image,path,decision,id rows.")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:  # pandas raises many types for malformed CSV
-        raise DataError(f"cannot be read as CSV ({exc}).", file=path) from None
-    missing = {"image", "path", "decision", "id"} - set(frame.columns)
-    if missing:
-        raise DataError(f"missing column(s) {sorted(missing)}; found {list(frame.columns)}.", file=path, row=1,
-                        fix="the header must be image,path,decision,id.")
+    frame = read_csv_columns(path, {"image", "path", "decision", "id"})
     rows, skips, new_here, seen = [], 0, set(), set()
     for i, rec in enumerate(frame.to_dict("records"), start=2):
         decision, ident = rec["decision"].strip().lower(), rec["id"].strip()

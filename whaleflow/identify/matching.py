@@ -3,8 +3,8 @@
 Per photo the five best candidates with their blended scores and the new-individual
 decision (new_whale ranked first: even the best match is below the run's tuned
 threshold), written to ``matches.csv`` (``image``, ``predictions`` as in a submission,
-``scores``, ``closest``: the gallery photo most like it per candidate, ``new_individual``,
-``margin``, ``path``) with the review page ``matches.html`` beside it. The same as
+``scores``, ``new_individual``, ``margin``, ``path``, ``closest_1`` … ``closest_5``: the
+gallery photo most like it, per candidate) with the review page ``matches.html`` beside it. The same as
 :func:`identify` for notebooks; no Ray, CPU or GPU.
 """
 from __future__ import annotations
@@ -56,7 +56,6 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False) 
 
     rows, notes = [], []
     dups = near_duplicates(run, photos.paths, photos.images)
-    g = run.families[0].gallery
     with progress_bar(len(photos), "identifying", quiet=not progress, unit="photos") as bar:
         for start in range(0, len(photos), CHUNK):
             sl = slice(start, start + CHUNK)
@@ -65,15 +64,15 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False) 
             col = {c: i for i, c in enumerate(scored.classes)}
             for i, (im, labels) in enumerate(zip(names, scored.predictions)):
                 scores = [run.threshold if lab == NEW_WHALE else float(scored.blended[i, col[lab]]) for lab in labels]
-                closest = ["" if lab == NEW_WHALE or lab not in col else str(g.images[scored.closest[i, col[lab]]])
+                closest = ["" if lab == NEW_WHALE or lab not in col else str(scored.closest[i, col[lab]])
                            for lab in labels]
                 rows.append({
-                    "image": im, "predictions": " ".join(labels),
-                    "scores": " ".join(f"{s:.4f}" for s in scores), "closest": " ".join(c or "-" for c in closest),
+                    "image": im, "predictions": " ".join(labels), "scores": " ".join(f"{s:.4f}" for s in scores),
                     "new_individual": bool(labels and labels[0] == NEW_WHALE),
                     "margin": round(_uncertainty(scores, labels, run.threshold), 4),
                     "near_duplicate": bool(dups.get(im)), "box": photos.boxes[start + i],
                     "path": photos.paths[start + i],
+                    **{f"closest_{k + 1}": (closest[k] if k < len(closest) else "") for k in range(5)},
                 })
             for name, classes in scored.uncovered.items():
                 note = (f"{name} was not trained on {len(classes)} enrolled individual(s); their scores come from "
@@ -81,7 +80,8 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False) 
                 if note not in notes:
                     notes.append(note)
             bar.advance(len(names))
-    cols = ["image", "predictions", "scores", "closest", "new_individual", "margin", "near_duplicate", "box", "path"]
+    cols = ["image", "predictions", "scores", "new_individual", "margin", "near_duplicate", "box", "path",
+            *(f"closest_{k}" for k in range(1, 6))]
     return pd.DataFrame(rows, columns=cols), notes
 
 

@@ -122,7 +122,7 @@ def _tile(label: str, uri: str | None, caption: str, *, cls: str = "", button: s
 
 def _row(rec: dict, query_uri: str | None, gallery: _GalleryPixels, enrolled: set, threshold: float) -> str:
     labels, scores = rec["predictions"].split(), [float(s) for s in rec["scores"].split()]
-    closest = rec["closest"].split()
+    closest = [rec.get(f"closest_{k}", "") for k in range(1, 6)]
     tiles = [_tile(rec["image"], query_uri, "photo", cls="query")]
     for rank, (lab, score, near) in enumerate(zip(labels, scores, closest), start=1):
         if lab == NEW_WHALE:
@@ -131,7 +131,7 @@ def _row(rec: dict, query_uri: str | None, gallery: _GalleryPixels, enrolled: se
                          f'<div class="cap">#{rank}</div></div>')
             continue
         badge = ' <span class="badge enr">enrolled</span>' if lab in enrolled else ""
-        tiles.append(_tile(lab, _uri(gallery.get(near)) if near != "-" else None,
+        tiles.append(_tile(lab, _uri(gallery.get(near)) if near else None,
                            f"#{rank} · {score:.3f}{badge}", cls="cand",
                            button=f'<button data-act="accept" data-id="{esc(lab)}">accept</button>'))
     head = (f'<b>{esc(rec["image"])}</b> · margin {float(rec["margin"]):.3f}'

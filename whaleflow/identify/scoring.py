@@ -10,8 +10,8 @@ near-duplicates of gallery photos put their labels first when the run does
 One difference, only for individuals enrolled after training: the classifier on
 embeddings has a fixed set of classes and cannot score them. For such a column the
 blend uses the models that do score it, their weights renormalised to sum to 1
-(:func:`blend_with_coverage`), so a new individual is neither pushed down by a model
-that abstains nor lifted by one. The arcface family handles its own fixed head the same
+(:func:`blend_with_coverage`; equally, when the tuned blend gave all of them weight 0),
+so a new individual is neither pushed down by a model that abstains nor lifted by one. The arcface family handles its own fixed head the same
 way inside the family (k-NN alone for individuals its head never saw).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Scored:
     classes: np.ndarray            # union of every model's classes
     blended: np.ndarray            # (n, C)
     predictions: list[list[str]]   # top 5 with new_whale
-    closest: np.ndarray            # (n, C) gallery photo index of the closest photo of each class
+    closest: np.ndarray            # (n, C) name of the gallery photo most like the query, per class
     uncovered: dict[str, set]      # model → classes it cannot score (fell back to the others)
 
 
@@ -51,10 +51,18 @@ def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.nda
     out = blend_matrices(filled, w)
     partial = ~np.logical_and.reduce(covered)
     if partial.any():
-        num = sum(wm * np.where(c[None, partial], m[:, partial], 0.0) for m, c, wm in zip(matrices, covered, w))
-        den = sum(wm * c[partial] for c, wm in zip(covered, w))
+        cols = np.flatnonzero(partial)
+        cov = np.stack([c[cols] for c in covered])                      # (models, partial columns)
+        wcol = w[:, None] * cov
+        # every covering model has weight 0 in the tuned blend (it tuned all weight onto a
+        # model that cannot score these columns): weigh the covering models equally
+        none = wcol.sum(axis=0) <= 0
+        wcol[:, none] = cov[:, none].astype(np.float64)
+        den = wcol.sum(axis=0)
         ok = den > 0
-        out[:, np.flatnonzero(partial)[ok]] = (num[:, ok] / den[ok]).astype(np.float32)
+        num = sum(wcol[m][None, :] * np.where(cov[m][None, :], np.asarray(matrices[m])[:, cols], 0.0)
+                  for m in range(len(matrices)))
+        out[:, cols[ok]] = (num[:, ok] / den[ok]).astype(np.float32)
     return out
 
 
@@ -89,17 +97,17 @@ def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
 
 
 def _closest(run: TrainedRun, q, classes: np.ndarray) -> np.ndarray:
-    """Per photo and class, the index of the gallery photo most like it, by the family with
+    """Per photo and class, the name of the gallery photo most like it, by the family with
     the largest blend weight (its own per-photo similarity: cosine, or the pair head)."""
     fams = [f for f in run.families if f.name in run.weights]
     fam = max(fams, key=lambda f: run.weights[f.name]) if fams else run.families[0]
     sims = fam.image_scores(q[fam.name])
     ids = fam.gallery.ids
-    out = np.full((sims.shape[0], len(classes)), -1, np.int64)
+    out = np.full((sims.shape[0], len(classes)), "", dtype=object)
     col = {c: i for i, c in enumerate(classes)}
     for c in np.unique(ids):
         members = np.flatnonzero(ids == c)
-        out[:, col[c]] = members[np.argmax(sims[:, members], axis=1)]
+        out[:, col[c]] = fam.gallery.images[members[np.argmax(sims[:, members], axis=1)]]
     return out
 
 
