@@ -36,7 +36,8 @@ from ..io import write_json
 from ..labels import NEW_WHALE
 from .tune import RankedTopK, best_threshold
 
-__all__ = ["CLASSIFIER_NAME", "ClassifierOutcome", "build_classifier_model", "gather_embeddings"]
+__all__ = ["CLASSIFIER_NAME", "ClassifierOutcome", "build_classifier_model", "embedding_scaling",
+           "gather_embeddings"]
 
 CLASSIFIER_NAME = "classifier"
 
@@ -56,6 +57,18 @@ def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np
     every file, in the first file's order; each block is scaled to unit total variance
     on its train-role rows.
     """
+    blocks, scaling, images, roles, ids = _scaled_blocks(paths)
+    return np.concatenate(blocks, axis=1), images, roles, ids
+
+
+def embedding_scaling(paths: Sequence[Path]) -> tuple[list[tuple[np.ndarray, float]], np.ndarray, np.ndarray]:
+    """Each block's (mean, divisor) as :func:`gather_embeddings` applies it, and the roles and
+    ids of the images; what scoring a new photo with the fitted classifier needs."""
+    _, scaling, _, roles, ids = _scaled_blocks(paths)
+    return scaling, roles, ids
+
+
+def _scaled_blocks(paths: Sequence[Path]):
     if not paths:
         raise ValueError("no embedding files given")
     loaded = []
@@ -70,15 +83,17 @@ def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np
     images = first["images"][keep].astype(str)
     roles, ids = first["roles"][keep].astype(str), first["ids"][keep].astype(str)
     train = roles == "train"
-    blocks = []
+    blocks, scaling = [], []
     for d in loaded:
         row = {str(im): i for i, im in enumerate(d["images"])}
         x = d["embeddings"][[row[im] for im in images]].astype(np.float32)
         ref = x[train] if train.any() else x
         mean = ref.mean(axis=0)
         scale = float(np.sqrt(((ref - mean) ** 2).sum(axis=1).mean())) if len(ref) else 1.0
-        blocks.append((x - mean) / (scale if scale > 1e-12 else 1.0))
-    return np.concatenate(blocks, axis=1), images, roles, ids
+        divisor = scale if scale > 1e-12 else 1.0
+        blocks.append((x - mean) / divisor)
+        scaling.append((mean, divisor))
+    return blocks, scaling, images, roles, ids
 
 
 def _fit_predict(cfg: ClassifierConfig, seed: int, x, ids, fit_mask, query_mask):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_hw
+from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_hw, to_dict
 from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..inference import ClassScores
@@ -103,10 +103,16 @@ class FamilyTask(ModelTask):
     # ------------------------------------------------------------------ batches
     @property
     def images_eval(self):
-        """Unaugmented images from the cache the current size reads."""
+        """Unaugmented images from the cache the current size reads (or what was assigned:
+        ``identify`` embeds photos that are in no cache)."""
         from ..data.dataset import CachedImages, pick_cache
 
-        return CachedImages(pick_cache(self.caches, self.size))
+        given = self.__dict__.get("_images_eval")
+        return given if given is not None else CachedImages(pick_cache(self.caches, self.size))
+
+    @images_eval.setter
+    def images_eval(self, images) -> None:
+        self.__dict__["_images_eval"] = images
 
     def loader(self):
         """The training loader (its workers start on first use and live until :meth:`close`)."""
@@ -181,13 +187,44 @@ class FamilyTask(ModelTask):
         return ClassScores(scores.astype(np.float32), q.images, classes, truth)
 
     def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
-        """:meth:`score_queries` for a family that needs the gallery's class names (one with
-        a head over a fixed set of classes)."""
-        return self.score_queries(q_rows, g_rows, g_labels, len(classes))
+        """Query × class scores (higher = more likely that individual) of cached rows against a
+        gallery of cached rows; ``classes`` names the gallery's classes (a family with a head
+        over a fixed set of classes needs the names)."""
+        return self.score_views(self.row_views(q_rows), self.row_views(g_rows), g_labels, classes)
+
+    def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
+        """:meth:`score_queries_named` for a gallery labelled 0 … num_classes − 1."""
+        return self.score_queries_named(q_rows, g_rows, g_labels, np.arange(num_classes).astype(str))
+
+    # ------------------------------------------------------------------ vectors → scores
+    # Scoring is split into "rows → vectors per view" and "vectors → class scores", so that
+    # identify (whaleflow.identify) scores new photos against a saved gallery with the same
+    # code that wrote the run's validation and test scores.
+    @property
+    def views(self) -> tuple[bool, ...]:
+        """The flips a query is scored in: (False,), or (False, True) with flip TTA."""
+        return (False, True) if self.predict_cfg.flip_tta else (False,)
+
+    def gallery_vectors(self, rows: np.ndarray, flip: bool) -> np.ndarray:
+        """The vectors :meth:`score_views` compares, one per image (default: :meth:`image_vectors`)."""
+        return self.image_vectors(rows, flip)
+
+    def embedding_from(self, vectors: np.ndarray) -> np.ndarray:
+        """:meth:`image_vectors` from :meth:`gallery_vectors` (the same unless a family differs)."""
+        return vectors
+
+    def row_views(self, rows: np.ndarray) -> dict[bool, np.ndarray]:
+        return {flip: self.gallery_vectors(rows, flip) for flip in self.views}
 
     @abc.abstractmethod
-    def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
-        """Query × class scores (higher = more likely that individual)."""
+    def score_views(self, q: dict[bool, np.ndarray], g: dict[bool, np.ndarray], g_labels: np.ndarray,
+                    classes: np.ndarray) -> np.ndarray:
+        """Query × class scores from query and gallery vectors per view (flip → (n, D))."""
+
+    def image_scores(self, q: dict[bool, np.ndarray], g: dict[bool, np.ndarray]) -> np.ndarray:
+        """Query × gallery-image similarity, averaged over views (cosine of unit vectors;
+        the siamese family uses its pair head). The review page shows the closest photo."""
+        return np.mean([np.asarray(q[f], np.float32) @ np.asarray(g[f], np.float32).T for f in self.views], axis=0)
 
     def evaluate(self) -> float:
         cs = self.class_scores("val")
@@ -207,7 +244,30 @@ class FamilyTask(ModelTask):
         if len(val.images):
             thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
         self.export_embeddings(out_dir)
+        self.export_model(out_dir)
         return {"val_map5": value, "threshold": thr}
+
+    def export_model(self, out_dir: Path) -> None:
+        """What ``whaleflow identify`` needs to score new photos without the training data:
+        the weights (``model.pt``, read back with ``weights_only=True``) at the image size
+        they were validated at, and the test gallery (``gallery.npz``: every labelled train
+        and val image, in :meth:`labelled_gallery` order, with its vectors per view)."""
+        from ..io import atomic_path, save_npz
+
+        rows, ids, images = [], [], []
+        for role in ("train", "val"):
+            s = self.splits[role]
+            known = s.ids != NEW_WHALE
+            rows.append(s.rows[known]); ids.append(s.ids[known]); images.append(s.images[known])
+        rows_a = np.concatenate(rows)
+        views = {f"view{int(f)}": self.gallery_vectors(rows_a, f).astype(np.float32) for f in self.views}
+        save_npz(Path(out_dir) / "gallery.npz", images=np.concatenate(images).astype(str),
+                 ids=np.concatenate(ids).astype(str), **views)
+        payload = {"format": "whaleflow.exported_model/1", "name": self.name, "family": self.cfg.family,
+                   "size": list(size_hw(self.size)), "classes": [str(c) for c in self.classes],
+                   "model_config": to_dict(self.cfg), "model": self.model_state()}
+        with atomic_path(Path(out_dir) / "model.pt", suffix=".pt") as tmp:
+            torch.save(payload, tmp)
 
     def export_embeddings(self, out_dir: Path) -> None:
         """Embeddings of every image (plus their flips with flip TTA), for the classifier

@@ -165,17 +165,25 @@ class SiameseTask(FamilyTask):
         blocks = [b for _, b in self._score_blocks(q, g, self.cfg.mining.block_size)]
         return np.concatenate(blocks) if blocks else np.zeros((0, len(g)), np.float32)
 
-    def score_queries(self, q_rows, g_rows, g_labels, num_classes):
-        scores = self._pair_scores(self._features(q_rows, False), self._features(g_rows, False))
-        if self.predict_cfg.flip_tta:
-            # flipped query against flipped gallery: the same individual again
-            flip_scores = self._pair_scores(self._features(q_rows, True), self._features(g_rows, True))
-            scores = 0.5 * (scores + flip_scores)
-        return aggregate_by_class(scores, g_labels, num_classes, self.predict_cfg.class_agg)
+    def image_scores(self, q, g):
+        # flipped query against flipped gallery: the same individual again
+        per_view = [self._pair_scores(torch.as_tensor(q[f], device=self.device),
+                                      torch.as_tensor(g[f], device=self.device)) for f in self.views]
+        return per_view[0] if len(per_view) == 1 else 0.5 * (per_view[0] + per_view[1])
+
+    def score_views(self, q, g, g_labels, classes):
+        return aggregate_by_class(self.image_scores(q, g), g_labels, len(classes), self.predict_cfg.class_agg)
+
+    def gallery_vectors(self, rows, flip):
+        # the pair head scores raw pooled features
+        return self._features(rows, flip).cpu().numpy()
+
+    def embedding_from(self, vectors):
+        # pooled backbone features, unit-normalised so PCA is not led by their scale
+        return torch.nn.functional.normalize(torch.as_tensor(vectors), dim=1).numpy()
 
     def image_vectors(self, rows, flip):
-        # pooled backbone features, unit-normalised so PCA is not led by their scale
-        return torch.nn.functional.normalize(self._features(rows, flip), dim=1).cpu().numpy()
+        return self.embedding_from(self.gallery_vectors(rows, flip))
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
