@@ -125,14 +125,12 @@ def cmd_ensemble(args) -> int:
     if args.local:
         import time
 
-        from whaleflow.data.prepare import load_prepared
-        from whaleflow.ensemble import run_ensemble
-        from whaleflow.pipeline import finalize
+        from whaleflow.pipeline import ensemble_in_store, finalize, load_run_prepared
 
         t0 = time.time()
-        prepared = load_prepared(Path(cfg.output.dir) / "prepared")
+        prepared = load_run_prepared(cfg)
         dups = prepared.test_duplicates if cfg.predict.use_duplicates else None
-        ensemble = run_ensemble(cfg, Path(cfg.output.dir), progress=not cfg.output.quiet, test_duplicates=dups)
+        ensemble = ensemble_in_store(cfg, progress=not cfg.output.quiet, test_duplicates=dups)
         finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=not cfg.output.quiet)
     else:
         from .pipeline import run_ensemble_job
