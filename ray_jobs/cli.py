@@ -148,9 +148,18 @@ def cmd_score(args) -> int:
 
 def cmd_report(args) -> int:
     from whaleflow.report import build_report
+    from whaleflow.storage import NOT_MIRRORED, RunStore, is_uri
 
-    path = build_report(Path(args.run_dir))
-    print(f"report: {path}")
+    if not is_uri(args.run_dir):
+        print(f"report: {build_report(Path(args.run_dir))}")
+        return 0
+    store = RunStore(args.run_dir)  # a run folder in a bucket: read into this machine's copy, report pushed back
+    store.check()
+    for rel in ("summary.json", "config.yaml", "prepared", "trials", "ensemble"):
+        store.pull(rel, exclude=NOT_MIRRORED)
+    build_report(store.local)
+    store.push("report")
+    print(f"report: {store.uri('report/index.html')} (a local copy under {store.local})")
     return 0
 
 

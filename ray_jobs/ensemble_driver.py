@@ -24,6 +24,9 @@ def _ensemble_task(base: dict[str, Any], progress: bool,
 
     from whaleflow.pipeline import ensemble_in_store
 
+    from .quiet_exit import install
+
+    install()  # the worker is stopped with SIGTERM at the end of the run: no traceback for it
     torch.set_num_threads(max(1, threads))
     return ensemble_in_store(from_dict(Config, base), progress=progress, test_duplicates=test_duplicates)
 

@@ -37,8 +37,9 @@ from typing import Any
 from whaleflow.config import Config, from_dict
 from whaleflow.engine import Callback, ProgressPrinter
 from whaleflow.errors import WhaleflowError
-from whaleflow.storage import RunStore
+from whaleflow.storage import NOT_MIRRORED, RunStore
 
+from . import quiet_exit
 from .trial_log import trial_log
 
 SCALARS = (int, float, str, bool)
@@ -195,12 +196,13 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     from .search_space import model_for_trial
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not one "checkpoint created" line per epoch
+    quiet_exit.install()  # Tune stops this worker with SIGTERM when the trial ends: no traceback for it
     cfg = cpu_unless_given_gpus(from_dict(Config, base))
     model_cfg = model_for_trial(cfg, config["variant"])
     torch.set_num_threads(max(1, int(round(cfg.ray.cpus_per_trial))))
     name = tune.get_context().get_trial_name()
     store = RunStore.for_config(cfg)
-    store.pull(f"trials/{name}")  # what earlier attempts (on any node) left: result, metrics, log, checkpoints
+    store.pull(f"trials/{name}", exclude=NOT_MIRRORED)  # what earlier attempts (on any node) left
     trial_dir = store.local / "trials" / name
     extra: dict[str, Any] = {"trial": name, "model": model_cfg.name, "family": model_cfg.family,
                              "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or "",
@@ -209,6 +211,7 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     if result is not None:  # trained by an earlier run into this run folder: leave it untouched
         extra["skipped"] = True
     else:
+        store.pull(f"trials/{name}")  # and its checkpoints, to resume from when Tune has none
         try:
             result = _train(cfg, model_cfg, store, trial_dir, config, extra)
         finally:

@@ -86,4 +86,33 @@ def test_a_missing_bucket_is_one_line_naming_the_fix(s3_server, tmp_path):
     with pytest.raises(WhaleflowError) as err:
         RunStore("s3://no-such-bucket/run", tmp_path).check()
     msg = str(err.value)
-    assert "\n" not in msg and "output.dir=s3://no-such-bucket/run" in msg and "Fix: create the bucket" in msg
+    assert "\n" not in msg and "output.dir=s3://no-such-bucket/run" in msg and "Fix: check the bucket exists" in msg
+
+
+def test_a_run_without_ray_into_a_bucket_and_a_rerun_from_another_machine(s3_server, tiny_data, tmp_path):
+    """``--local`` with output.dir=s3://…: every step's output lands in the bucket, and a rerun on a
+    machine that has only the bucket retrains nothing (the finished trial is read back from it)."""
+    from whaleflow.config import load_config
+    from whaleflow.pipeline import run_local
+
+    uri = s3_server("local-run") + "/r"
+    model = ("models=[{name: m, family: metric, backbone: wf_compactnet, embedding_dim: 16, batch_size: 24, "
+             "p_individuals: 6, k_images: 4, augment: metric, stages: [{size: 32, epochs: 2, lr: 0.002}]}]")
+    make = lambda disk: load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml", [  # noqa: E731
+        f"data.root={tiny_data}", f"output.dir={uri}", f"data.local_cache_dir={disk}", "train.device=cpu",
+        "output.quiet=true", model, "ensemble.trials=4", "ensemble.classifier.enabled=false"])
+    first = run_local(make(tmp_path / "machine_a"), progress=False)
+    keys = _keys(s3_server.client, "local-run")
+    for key in ("config.yaml", "prepared/summary.json", "trials/m/result.json", "trials/m/checkpoints/last.pt",
+                "trials/m/scores_test.npz", "ensemble/weights.json", "submission.csv", "summary.json",
+                "report/index.html"):
+        assert f"r/{key}" in keys, key
+    assert first["run_dir"] == uri and not Path("s3:").exists()
+
+    again = run_local(make(tmp_path / "machine_b"), progress=False)
+    metrics = s3_server.client.get_object(Bucket="local-run", Key="r/trials/m/metrics.csv")["Body"].read()
+    assert len(metrics.decode().splitlines()) == 1 + 2, "the trial was not trained again"
+    assert again["models"]["m"]["val_map5"] == pytest.approx(first["models"]["m"]["val_map5"])
+    mirror_b = next((tmp_path / "machine_b" / "runs").iterdir())
+    assert (mirror_b / "trials" / "m" / "result.json").is_file()
+    assert not (mirror_b / "trials" / "m" / "checkpoints").exists(), "a finished trial's checkpoints stay in the bucket"

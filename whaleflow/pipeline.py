@@ -80,10 +80,12 @@ def load_run_prepared(cfg: Config):
 
 def train_in_store(cfg: Config, model_cfg, prepared, name: str, **kwargs) -> dict[str, Any]:
     """``train_model`` into ``trials/<name>``, continuing what the run folder already holds of it."""
-    from .training import train_model
+    from .training import train_model, trial_finished
 
     store = RunStore.for_config(cfg)
-    store.pull(f"trials/{name}")
+    store.pull(f"trials/{name}", exclude=NOT_MIRRORED)
+    if not trial_finished(store.local / "trials" / name):  # an unfinished trial resumes from its checkpoints
+        store.pull(f"trials/{name}")
     try:
         return train_model(cfg, model_cfg, prepared, store.local / "trials" / name, **kwargs)
     finally:

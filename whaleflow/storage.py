@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -41,6 +42,8 @@ DEFAULT_STAGING = Path(tempfile.gettempdir()) / "whaleflow"
 #: folders a pull of a trial folder leaves out unless asked (Tune already carries checkpoints)
 NOT_MIRRORED = ("checkpoints",)
 _CHUNK = 8 << 20
+_FIX = ("Fix: check the bucket exists (create it first), the network and the credentials (AWS_* or "
+        "GOOGLE_APPLICATION_CREDENTIALS, AWS_ENDPOINT_URL for an S3-compatible store), or use a folder path.")
 
 
 def is_uri(location: str | os.PathLike | None) -> bool:
@@ -81,14 +84,15 @@ class RunStore:
         try:
             self.fs, base = pafs.FileSystem.from_uri(self.location)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
-            raise WhaleflowError(f"cannot open output.dir={self.location} ({_first_line(exc)}). Fix: use an "
-                                 "s3:// or gs:// URI pyarrow can open, or a folder path.") from None
+            raise WhaleflowError(f"cannot open output.dir={self.location} ({_first_line(exc)}). {_FIX}") from None
         self.base = base.rstrip("/")
         self.local = staging_root(str(staging) if staging else None) / "runs" / _mirror_name(self.location)
 
     @classmethod
     def for_config(cls, cfg) -> "RunStore":
-        return cls(cfg.output.dir, cfg.data.local_cache_dir)
+        """The store of ``cfg``'s run folder (one per location in a process: opening an S3 file
+        system asks the bucket for its region)."""
+        return _store(str(cfg.output.dir), cfg.data.local_cache_dir)
 
     def __repr__(self) -> str:
         return f"RunStore({self.location!r}, local={str(self.local)!r})"
@@ -114,9 +118,7 @@ class RunStore:
             if self.fs.get_file_info(bucket).type.name == "NotFound":
                 raise OSError(f"bucket {bucket!r} not found")
         except OSError as exc:
-            raise WhaleflowError(f"cannot reach output.dir={self.location} ({_first_line(exc)}). Fix: create the "
-                                 "bucket, check the credentials (AWS_* / GOOGLE_APPLICATION_CREDENTIALS) and, for an "
-                                 "S3-compatible store, AWS_ENDPOINT_URL.") from None
+            raise WhaleflowError(f"cannot reach output.dir={self.location} ({_first_line(exc)}). {_FIX}") from None
 
     def exists(self, rel: str) -> bool:
         if not self.remote:
@@ -228,6 +230,11 @@ class RunStore:
         with self.lock(rel):
             self.pull(rel)
         return self.local / rel
+
+
+@functools.lru_cache(maxsize=16)
+def _store(location: str, staging: str | None) -> RunStore:
+    return RunStore(location, staging)
 
 
 def _excluded(name: str, rel: str, exclude: tuple[str, ...]) -> bool:
