@@ -89,6 +89,7 @@ def test_a_missing_bucket_is_one_line_naming_the_fix(s3_server, tmp_path):
     assert "\n" not in msg and "output.dir=s3://no-such-bucket/run" in msg and "Fix: check the bucket exists" in msg
 
 
+@pytest.mark.slow  # two short trainings: about 1-2 minutes on two shared cores
 def test_a_run_without_ray_into_a_bucket_and_a_rerun_from_another_machine(s3_server, tiny_data, tmp_path):
     """``--local`` with output.dir=s3://…: every step's output lands in the bucket, and a rerun on a
     machine that has only the bucket retrains nothing (the finished trial is read back from it)."""

@@ -100,6 +100,17 @@ def test_a_node_with_only_the_bucket_blends_the_same_run(s3_run):
     assert client.get_object(Bucket=BUCKET, Key="runs/one/submission.csv")["LastModified"] >= before
 
 
+def test_uris_stay_uris_on_the_driver(s3_server, tiny_config):
+    from ray_jobs.pipeline import absolute
+    from ray_jobs.tuner import experiment_path, run_config
+
+    uri = s3_server("driver-paths") + "/runs/x"
+    cfg = absolute(tiny_config(uri))
+    assert cfg.output.dir == uri and Path(cfg.data.root).is_absolute()
+    assert experiment_path(cfg) == f"{uri}/tune/whaleflow"
+    assert run_config(cfg, progress=False).storage_path == f"{uri}/tune"
+
+
 def test_a_cluster_run_with_a_folder_every_node_sees_passes(local_ray, tiny_config, tmp_path):
     from ray_jobs.shared_storage import check_shared_storage
 
