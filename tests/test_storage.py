@@ -72,6 +72,20 @@ def test_push_then_pull_on_another_node_round_trips_a_folder(s3_server, tmp_path
     assert (b.local / "trials/m/result.json").read_text() == '{"val_map5": 0.7}'
 
 
+def test_push_with_delete_drops_what_the_mirror_pruned(s3_server, tmp_path):
+    store = RunStore(s3_server("prunes") + "/run", tmp_path)
+    cache = store.local / "prepared" / "cache"
+    for key in ("old", "new"):
+        (cache / key).mkdir(parents=True)
+        (cache / key / "images.u8").write_bytes(b"x")
+    store.push("prepared")
+    (cache / "old" / "images.u8").unlink()
+    store.push("prepared")
+    assert "run/prepared/cache/old/images.u8" in _keys(s3_server.client, "prunes"), "a plain push never deletes"
+    store.push("prepared", delete=True)
+    assert _keys(s3_server.client, "prunes") == {"run/prepared/cache/new/images.u8"}
+
+
 def test_move_sets_a_remote_folder_aside(s3_server, tmp_path):
     uri = s3_server("moves") + "/run"
     store = RunStore(uri, tmp_path)

@@ -67,7 +67,7 @@ def run_prepare(cfg: Config, *, progress: bool = True):
     with store.lock("prepared"):
         store.pull("prepared")
         prepared = prepare(cfg, store.local, progress=progress and not cfg.output.quiet)
-        store.push("prepared")
+        store.push("prepared", delete=True)  # caches prepare pruned go from the bucket too
     return prepared
 
 

@@ -182,13 +182,22 @@ class RunStore:
             copied += 1
         return copied
 
-    def push(self, rel: str = "", *, exclude: tuple[str, ...] = ()) -> int:
-        """Copy the mirror's ``rel`` (a file or a folder) to the location; returns files copied."""
+    def push(self, rel: str = "", *, exclude: tuple[str, ...] = (), delete: bool = False) -> int:
+        """Copy the mirror's ``rel`` (a file or a folder) to the location; returns files copied.
+
+        ``delete``: also remove remote files the mirror no longer has (for a folder this node
+        pulled whole and then pruned, such as ``prepared/`` after old caches were dropped).
+        """
         if not self.remote or not (self.local / rel).exists():
             return 0
         theirs = self._remote_files(rel)
+        mine = self._local_files(rel)
+        if delete:
+            for name in sorted(set(theirs) - set(mine)):
+                if not _hidden(name) and not _excluded(name, rel, exclude):
+                    self.fs.delete_file(self._remote(name))
         copied = 0
-        for name, (size, mtime) in sorted(self._local_files(rel).items()):
+        for name, (size, mtime) in sorted(mine.items()):
             if _hidden(name) or _excluded(name, rel, exclude):
                 continue
             remote = theirs.get(name)
