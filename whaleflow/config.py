@@ -66,9 +66,12 @@ class StageConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     dropout: float = 0.0
+    eval_every: int | None = None     # validate every this many epochs of the stage (None: train.eval_every)
 
     def __post_init__(self):
         size_hw(self.size)
+        if self.eval_every is not None and int(self.eval_every) < 1:
+            raise ConfigError(f"stage eval_every must be >= 1, got {self.eval_every}. Fix: set it to a positive integer or leave it out.")
 
 
 def size_hw(size) -> tuple[int, int]:
