@@ -27,11 +27,13 @@ def test_topk_equals_brute_force(symmetric, block_size, monkeypatch):
     f, labels, head = _setup(symmetric=symmetric)
     full = score_all_pairs(f, head)
     neg = labels // 2  # negative codes coarser than individuals (merged groups)
-    cand = score_candidates(f, head, k=9, neg_labels=neg, labels=labels, random_share=0.0, block_size=block_size)
-    assert cand.symmetric == symmetric and cand.idx.shape == (len(f), 9) and cand.idx.dtype == np.int32
+    cand = score_candidates(f, head, k=9, neg_labels=neg, labels=labels, block_size=block_size)
+    w = cand.idx.shape[1]  # k less what the within-individual logits take of the N·k·8 bytes
+    assert cand.symmetric == symmetric and 1 <= w <= 9 and cand.idx.dtype == np.int32
+    np.testing.assert_array_equal(cand.val, cand.clean)  # no noise
     allowed = neg[:, None] != neg[None, :]
     for i in range(len(f)):
-        want = np.sort(full[i][allowed[i]])[::-1][:9]
+        want = np.sort(full[i][allowed[i]])[::-1][:w]
         ok = cand.idx[i] >= 0
         np.testing.assert_allclose(cand.val[i][ok].astype(np.float32), want[: ok.sum()], atol=2e-3)
         assert allowed[i, cand.idx[i][ok]].all()
@@ -39,27 +41,33 @@ def test_topk_equals_brute_force(symmetric, block_size, monkeypatch):
     assert cand.nbytes <= len(f) * 9 * 8
 
 
-def test_random_candidates_and_positive_blocks():
+def test_noisy_candidates_and_positive_blocks():
     f, labels, head = _setup()
     full = score_all_pairs(f, head)
-    cand = score_candidates(f, head, k=10, neg_labels=labels, labels=labels, random_share=0.3, seed=1)
-    assert cand.idx.shape[1] == 10
-    rand = cand.idx[:, 7:]
-    ok = rand >= 0
-    assert (labels[rand[ok]] != np.broadcast_to(labels[:, None], rand.shape)[ok]).all()
-    rows = np.broadcast_to(np.arange(len(f))[:, None], rand.shape)
-    np.testing.assert_allclose(cand.val[:, 7:][ok].astype(np.float32), full[rows[ok], rand[ok]], atol=2e-3)
+    n = len(f)
+    quiet = score_candidates(f, head, k=10, neg_labels=labels, labels=labels)
+    cand = score_candidates(f, head, k=10, neg_labels=labels, labels=labels, noise=3.0, seed=1)
+    again = score_candidates(f, head, k=10, neg_labels=labels, labels=labels, noise=3.0, seed=1)
+    np.testing.assert_array_equal(cand.idx, again.idx)  # seeded
+    ok = cand.idx >= 0
+    rows = np.broadcast_to(np.arange(n)[:, None], cand.idx.shape)
+    np.testing.assert_allclose(cand.clean[ok].astype(np.float32), full[rows[ok], cand.idx[ok]], atol=2e-3)
+    assert (labels[cand.idx[ok]] != labels[rows[ok]]).all()
+    assert np.all(np.diff(cand.val.astype(np.float32), axis=1) <= 0)  # best noisy first
+    assert cand.noise == 3.0 and (cand.idx != quiet.idx).any() and np.abs(cand.val - cand.clean).max() > 0.5
     # the positives equal the dense path's on the same scores and seed
     got = hard_positives_from_candidates(cand, labels, noise=0.3, rng=5)
     want = hard_positives(full.astype(np.float16).astype(np.float64), labels, noise=0.3, rng=5)
     assert (got == want).all()
+    assert cand.nbytes <= n * 10 * 8
 
 
 def test_noiseless_solve_matches_dense_optimum():
     f, labels, head = _setup(n=60)
     full = score_all_pairs(f, head)
     n = len(f)
-    cand = score_candidates(f, head, k=n - 1, neg_labels=labels, labels=labels, random_share=0.0)
+    cand = score_candidates(f, head, k=2 * n, neg_labels=labels, labels=labels)
+    assert cand.idx.shape[1] == n
     quiet = NoiseSchedule(0.0, 0.0, 0, floor=0.0)
     pairs = LapMiner("sparse", k=n, noise=quiet).mine(cand, labels, 0, rng=0)
     dense = hard_negatives(full.astype(np.float64), labels)

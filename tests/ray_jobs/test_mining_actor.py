@@ -207,7 +207,7 @@ def test_actor_mines_top_k_candidates_and_receives_n_k_bytes(local_ray):
     feats = torch.randn(n, 12)
     head = PairHead(12, hidden=(16,)).eval()
     labels = np.random.default_rng(0).integers(0, 25, n)
-    make = lambda: score_candidates(feats, head, k=cfg.k, neg_labels=labels, labels=labels, seed=1)  # noqa: E731
+    make = lambda: score_candidates(feats, head, k=cfg.k, neg_labels=labels, labels=labels, noise=0.5, seed=1)  # noqa: E731
     local = LocalMiningClient(build_miner(cfg), seed=3)
     local.submit_candidates(2, make, labels)
     expected = local.poll()

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..engine.device import autocast, prepare_model, to_device_images
 from ..mining import (MiningSchedule, build_miner, mining_enabled, negative_codes, score_all_pairs, score_blocks,
-                      score_candidates, virtual_codes)
+                      mining_noise, score_candidates, virtual_codes)
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
@@ -119,9 +119,10 @@ class SiameseTask(FamilyTask):
         feats = self._features(rows, flips)
         block, head, n = self.cfg.mining.block_size, self.model["head"], len(rows)
         if self.cfg.mining.solver == "sparse":
-            def candidates():
+            def candidates():  # the round's noise is drawn on the device, before the top-k
                 return score_candidates(feats, head, k=self.cfg.mining.k, neg_labels=neg_codes, labels=labels,
-                                        block_size=block, seed=[self.train_cfg.seed, epoch])
+                                        noise=mining_noise(self.cfg.mining, epoch), block_size=block,
+                                        seed=[self.train_cfg.seed, epoch])
             self.mining.submit_candidates(epoch, candidates, labels, neg_labels=neg_codes)
         else:
             def row_blocks():

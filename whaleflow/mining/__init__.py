@@ -20,7 +20,7 @@ from .candidates import PairCandidates, score_candidates
 from .dense import NO_PARTNER, hard_negatives, hard_positives
 from .knn import knn_other
 from .exclusion import negative_codes, virtual_codes
-from .miner import LapMiner, MinedPairs, build_miner, mining_enabled
+from .miner import LapMiner, MinedPairs, build_miner, mining_enabled, mining_noise
 from .noise import NoiseSchedule
 from .schedule import MiningSchedule
 from .scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
@@ -38,6 +38,7 @@ __all__ = [
     "score_candidates",
     "build_miner",
     "mining_enabled",
+    "mining_noise",
     "negative_codes",
     "virtual_codes",
     "hard_negatives",

@@ -3,8 +3,9 @@
 The same solver as :func:`.sparse.sparse_hard_negatives` (symmetrised candidate
 graph, LAPJVsp, dense residual fallback, best-candidate last resort), fed from the
 candidate table a trial computed on its device instead of from features or an N×N
-matrix. Noise is added to each candidate edge (like the feature path; the
-candidates themselves come from the noiseless logits plus the random columns).
+matrix. The noise of the round is already in the candidates' values (drawn on the
+device for every cell before the top-k, as the matrix path drew it); candidates made
+without noise get it here, per edge, like the feature path.
 
 Residual cells that are not candidate edges (the fallback only: unmatched rows
 against unused columns) are unknown here; they get a score one below the lowest
@@ -31,8 +32,8 @@ class CandidateLookup:
     def __init__(self, cand: PairCandidates, labels=None):
         n = cand.n
         rows, cols, src = candidate_edges(cand.idx.astype(np.int64))
-        v = cand.val.astype(np.float64).ravel()
-        keys, vals = [rows * n + cols], [np.concatenate([v, v])[src]]
+        v, c = cand.val.astype(np.float64).ravel(), cand.clean.astype(np.float64).ravel()
+        keys, vals = [rows * n + cols], [np.concatenate([c, c])[src]]
         groups = [] if labels is None else positive_groups(labels, n)
         need = sum(len(g) ** 2 for g in groups)
         if labels is not None and need != len(cand.pos):
@@ -43,8 +44,8 @@ class CandidateLookup:
         key, val = np.concatenate(keys), np.concatenate(vals)
         order = np.argsort(key, kind="stable")
         self.n, self.key, self.val = n, key[order], val[order]
-        self.edges = (rows, cols, np.concatenate([v, v])[src])
-        self.floor = float(self.edges[2].min()) - 1.0 if len(rows) else 0.0
+        self.edges = (rows, cols, np.concatenate([v, v])[src])  # noisy: what the solver assigns on
+        self.floor = float(vals[0].min()) - 1.0 if len(rows) else 0.0
 
     def __call__(self, i, j, default: float | None = None) -> np.ndarray:
         q = np.asarray(i, dtype=np.int64) * self.n + np.asarray(j, dtype=np.int64)
@@ -73,8 +74,8 @@ def hard_negatives_from_candidates(
     t0 = time.perf_counter()
     codes = label_codes(neg_labels, cand.n)
     lookup = lookup or CandidateLookup(cand)
-    rows, cols, clean = lookup.edges
-    vals = clean + noise * rng.standard_normal(len(clean)) if noise > 0 else clean.copy()
+    rows, cols, vals = lookup.edges
+    vals = vals + noise * rng.standard_normal(len(vals)) if noise > 0 and cand.noise == 0 else vals.copy()
     partner = _match(rows, cols, vals, cand.n, info)
     unknown = [0]
 

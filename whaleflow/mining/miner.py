@@ -165,7 +165,8 @@ class LapMiner:
         if self.solver != "sparse":
             raise ValueError("top-k candidates need mining.solver sparse; the dense solver assigns on the full matrix")
         rng, sigma = as_rng(rng), self.noise(epoch)
-        info: dict = {"noise": sigma, "solver": self.solver, "kind": "candidates", "bytes": cand.nbytes}
+        info: dict = {"noise": sigma, "solver": self.solver, "kind": "candidates", "bytes": cand.nbytes,
+                      "candidate_noise": cand.noise}
         neg_labels = labels if neg_labels is None else neg_labels
         label_codes(neg_labels, cand.n)
         lookup = CandidateLookup(cand, labels)
@@ -228,6 +229,13 @@ def build_miner(mining_cfg: MiningConfig) -> LapMiner | None:
         noise=NoiseSchedule(c.noise_start, c.noise_end, c.noise_epochs, shape=c.noise_shape,
                             floor=c.noise_floor, offset=c.start),
     )
+
+
+def mining_noise(mining_cfg: MiningConfig, epoch: float) -> float:
+    """The noise σ (logits) the miner of this config uses at ``epoch``: what a trial draws on
+    its device when it scores the candidates of a sparse round itself."""
+    miner = build_miner(mining_cfg)
+    return 0.0 if miner is None else float(miner.noise(epoch))
 
 
 def mining_enabled(mining_cfg: MiningConfig) -> bool:
