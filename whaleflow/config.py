@@ -208,6 +208,8 @@ class PredictConfig:
     flip_tta: bool = True
     use_duplicates: bool = True
     class_agg: str = "max"            # how image scores become class scores: max | mean
+    store_topk: int = 100             # above store_topk_above classes, score files keep each query's top this many
+    store_topk_above: int = 2000      # (float16 values, int32 ids: 17 MB instead of 1.7 GB at Happywhale scale)
 
 
 @dataclass(frozen=True)

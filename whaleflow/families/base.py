@@ -21,6 +21,7 @@ from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..inference import ClassScores
 from ..inference.topk import truth_indices, tune_threshold
+from ..inference.topk_scores import store_class_scores
 from ..labels import NEW_WHALE
 
 
@@ -207,8 +208,9 @@ class FamilyTask(ModelTask):
         with self.embedding_cache():  # train images: val gallery, test gallery and embeddings once
             val = self.class_scores("val")
             test = self.class_scores("test")
-            val.save(out_dir / "scores_val.npz")
-            test.save(out_dir / "scores_test.npz")
+            for cs, split in ((val, "val"), (test, "test")):  # top-K above a class count
+                store_class_scores(cs, out_dir / f"scores_{split}.npz", topk=self.predict_cfg.store_topk,
+                                   above=self.predict_cfg.store_topk_above)
             thr, value = (None, 0.0)
             if len(val.images):
                 thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
