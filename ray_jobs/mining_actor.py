@@ -173,11 +173,12 @@ class RayMiningClient:
 
     def __init__(self, mining_cfg: MiningConfig, *, seed: int = 0, timeout_s: float = 120.0,
                  actor_cpus: float = 0.0, name: str | None = None, dtype: str = "auto",
-                 max_in_flight: int = 4, bundle_index: int | None = None):
+                 max_in_flight: int = 4, bundle_index: int | None = None, memory: int = 0):
         self.mining = to_dict(mining_cfg)
         self.seed, self.timeout_s, self.actor_cpus = seed, float(timeout_s), float(actor_cpus)
         self.name = name or f"whaleflow-miner-{os.getpid()}-{next(self._ids)}"
         self.dtype, self.max_in_flight, self.bundle_index = dtype, max(1, max_in_flight), bundle_index
+        self.memory = int(memory)    # Ray `memory` (bytes) the actor asks for; its bundle holds it
         self.actor = None
         self.generation = 0          # actors created so far
         self.losses = 0              # actors lost (died, hung or timed out)
@@ -215,6 +216,7 @@ class RayMiningClient:
             self.actor = MiningActor.options(
                 name=f"{self.name}-g{self.generation}", num_cpus=self.actor_cpus,
                 scheduling_strategy=self._scheduling(), max_restarts=0,
+                **({"memory": self.memory} if self.memory > 0 else {}),
             ).remote(self.mining)
         return self.actor
 

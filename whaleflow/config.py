@@ -243,7 +243,9 @@ class RayConfig:
     max_failures: int = 2
     object_store_memory: int | None = None
     mining_actor_cpus: float = 0.0
+    mining_actor_memory_gb: float = 1.0   # Ray `memory` the MiningActor asks for (sparse at HWI: well under 1)
     mining_timeout_s: float = 120.0
+    ensemble_memory_gb: float | None = None  # Ray `memory` of the ensemble task; None: estimated from the score files
 
 
 @dataclass(frozen=True)
