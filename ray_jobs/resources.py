@@ -27,22 +27,25 @@ _SHOWN = ("CPU", "GPU")
 
 
 def mining_actor_memory(cfg: Config) -> int:
-    """Bytes of Ray ``memory`` a siamese trial's MiningActor requests (0: none)."""
+    """Bytes of Ray ``memory`` a siamese trial's MiningActor requests (0: none).
+
+    Only an actor with its own bundle (``mining_actor_cpus`` > 0) asks: Tune gives the
+    trial's function its whole bundle, so memory put there could never go to the actor."""
+    if cfg.ray.mining_actor_cpus <= 0:
+        return 0
     return int(max(0.0, float(cfg.ray.mining_actor_memory_gb or 0.0)) * 2**30)
 
 
 def trial_bundles(cfg: Config, family: str | None, gpus: float) -> list[dict[str, float]]:
     """The bundles of one trial's placement group: the trial's, plus its mining actor's.
 
-    The actor's ``memory`` goes into the bundle it is placed in (its own with
-    ``mining_actor_cpus`` > 0, else the trial's), so its request always fits there."""
+    The actor's ``memory`` goes into its own bundle (``mining_actor_cpus`` > 0), so its
+    request always fits there."""
     bundle = {"CPU": float(cfg.ray.cpus_per_trial)} | ({"GPU": gpus} if gpus > 0 else {})
     bundles = [bundle]
     memory = mining_actor_memory(cfg) if family == "siamese" else 0
     if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
         bundles.append({"CPU": float(cfg.ray.mining_actor_cpus)} | ({"memory": float(memory)} if memory else {}))
-    elif memory:
-        bundle["memory"] = float(memory)
     return bundles
 
 
@@ -114,7 +117,7 @@ def _asks(cfg: Config, family: str | None, gpus: float) -> str:
         parts.append(f"ray.gpus_per_trial={gpus:g}")
     if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
         parts.append(f"ray.mining_actor_cpus={cfg.ray.mining_actor_cpus:g}")
-    if family == "siamese" and cfg.ray.mining_actor_memory_gb:
+    if family == "siamese" and mining_actor_memory(cfg):
         parts.append(f"ray.mining_actor_memory_gb={cfg.ray.mining_actor_memory_gb:g}")
     return " + ".join(parts)
 
