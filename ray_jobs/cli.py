@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild RUN_DIR/report/ from a run's artifacts")
     p.add_argument("run_dir")
 
+    from whaleflow.identify.cli import add_parsers as add_identify_parsers
+
+    add_identify_parsers(sub)
+
     p = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data (CPU)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
@@ -187,7 +191,9 @@ COMMANDS = {
 
 def main(argv=None) -> int:
     from whaleflow.errors import WhaleflowError
+    from whaleflow.identify.cli import COMMANDS as IDENTIFY_COMMANDS
 
+    COMMANDS.update(IDENTIFY_COMMANDS)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

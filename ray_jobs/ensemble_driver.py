@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import ray
 
 from whaleflow.config import Config, from_dict, to_dict
+from whaleflow.storage import RunStore
 
 
 @ray.remote(max_retries=1)
@@ -31,11 +32,31 @@ def _ensemble_task(base: dict[str, Any], progress: bool,
     return ensemble_in_store(from_dict(Config, base), progress=progress, test_duplicates=test_duplicates)
 
 
+def ensemble_memory(cfg: Config, node_memory: float | None = None) -> int:
+    """Bytes of Ray ``memory`` for the ensemble task: ``ray.ensemble_memory_gb``, or estimated
+    from the trials' score files — 1 GiB plus (3 + M) × their size for M models (dense files
+    are copied a few times; top-K ones grow into M·K candidate columns per query) — capped at
+    the largest node's memory so the request is never infeasible."""
+    if cfg.ray.ensemble_memory_gb:
+        want = float(cfg.ray.ensemble_memory_gb) * 2**30
+    else:
+        files = list((RunStore.for_config(cfg).local / "trials").glob("*/scores_*.npz"))  # this node's copy
+        models = len({f.parent for f in files}) + 1  # + the classifier
+        want = 2**30 + (3 + models) * sum(f.stat().st_size for f in files)
+    if node_memory is None:
+        import ray
+
+        node_memory = max((n.get("Resources", {}).get("memory", 0.0) for n in ray.nodes() if n.get("Alive")),
+                          default=0.0)
+    return int(min(want, 0.9 * node_memory) if node_memory else want)
+
+
 def run_ensemble_task(cfg: Config, *, progress: bool = True,
                       test_duplicates: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """Run the ensemble as a Ray task (``cpus_per_trial`` CPUs) and wait for its summary."""
+    """Run the ensemble as a Ray task (``cpus_per_trial`` CPUs, ``memory`` from
+    :func:`ensemble_memory`) and wait for its summary."""
     cpus = max(1.0, float(cfg.ray.cpus_per_trial))
-    ref = _ensemble_task.options(num_cpus=cpus).remote(
+    ref = _ensemble_task.options(num_cpus=cpus, memory=ensemble_memory(cfg)).remote(
         to_dict(cfg), progress,
         dict(test_duplicates) if test_duplicates else None, int(cpus),
     )

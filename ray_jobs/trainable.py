@@ -112,9 +112,11 @@ def restore_checkpoint(checkpoint, checkpoint_dir: Path) -> bool:
 
 def _mining_client(cfg: Config, model_cfg, name: str):
     from .mining_actor import RayMiningClient
+    from .resources import mining_actor_memory
 
     return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
-                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}").start()
+                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}",
+                           memory=mining_actor_memory(cfg)).start()
 
 
 def _claim(trial_dir: Path, fingerprint: str, store: RunStore) -> None:

@@ -69,9 +69,12 @@ class StageConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     dropout: float = 0.0
+    eval_every: int | None = None     # validate every this many epochs of the stage (None: train.eval_every)
 
     def __post_init__(self):
         size_hw(self.size)
+        if self.eval_every is not None and int(self.eval_every) < 1:
+            raise ConfigError(f"stage eval_every must be >= 1, got {self.eval_every}. Fix: set it to a positive integer or leave it out.")
 
 
 def size_hw(size) -> tuple[int, int]:
@@ -208,6 +211,8 @@ class PredictConfig:
     flip_tta: bool = True
     use_duplicates: bool = True
     class_agg: str = "max"            # how image scores become class scores: max | mean
+    store_topk: int = 100             # above store_topk_above classes, score files keep each query's top this many
+    store_topk_above: int = 2000      # (float16 values, int32 ids: 17 MB instead of 1.7 GB at Happywhale scale)
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,9 @@ class RayConfig:
     max_failures: int = 2
     object_store_memory: int | None = None
     mining_actor_cpus: float = 0.0
+    mining_actor_memory_gb: float = 1.0   # Ray `memory` the MiningActor asks for (sparse at HWI: well under 1)
     mining_timeout_s: float = 120.0
+    ensemble_memory_gb: float | None = None  # Ray `memory` of the ensemble task; None: estimated from the score files
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 This is what a Ray trial calls (with its reporting and mining callbacks) and what
 the local pipeline calls directly. A trial folder holds everything later steps need:
 ``checkpoints/`` (last, the previous last, best), ``metrics.csv``, ``scores_val.npz``,
-``scores_test.npz``, ``embeddings.npz`` (metric family) and ``result.json``, which is
+``scores_test.npz``, ``embeddings.npz``, ``model.pt`` + ``gallery.npz`` (the exported
+weights and gallery vectors ``whaleflow identify`` reads) and ``result.json``, which is
 written last and marks the trial finished.
 """
 from __future__ import annotations

@@ -160,22 +160,22 @@ class ArcFaceTask(FamilyTask):
         return self.score_queries_named(q_rows, g_rows, g_labels, self.classes)
 
     @torch.inference_mode()
-    def score_queries_named(self, q_rows, g_rows, g_labels, classes):
+    def score_views(self, q, g, g_labels, classes):
         w = float(self.cfg.arcface.knn_weight)
         col = np.array([self.class_index.get(c, -1) for c in classes])
         known = col >= 0
-        views = [False, True] if self.predict_cfg.flip_tta else [False]
-        total = np.zeros((len(q_rows), len(classes)), np.float32)
+        total = np.zeros((len(q[False]), len(classes)), np.float32)
         self.head.eval()
-        for flip in views:
-            q, g = self._embed(q_rows, flip), self._embed(g_rows, flip)
-            knn = aggregate_by_class((q @ g.T).cpu().numpy(), g_labels, len(classes), "max")
-            head = self.head.cosine(q).cpu().numpy()
+        for flip in self.views:
+            qv = torch.as_tensor(q[flip], device=self.device)
+            gv = torch.as_tensor(g[flip], device=self.device)
+            knn = aggregate_by_class((qv @ gv.T).cpu().numpy(), g_labels, len(classes), "max")
+            head = self.head.cosine(qv).cpu().numpy()
             offset = len(self.classes) if (flip and self.flips) else 0
             blended = knn.copy()  # individuals the head never saw: k-NN alone
             blended[:, known] = (1 - w) * head[:, col[known] + offset] + w * knn[:, known]
             total += blended
-        return total / len(views)
+        return total / len(self.views)
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

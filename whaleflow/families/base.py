@@ -7,6 +7,7 @@ test prior) are the validation queries; for the test set the gallery is train + 
 from __future__ import annotations
 
 import abc
+import contextlib
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig
+from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_hw, to_dict
 from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..inference import ClassScores
 from ..inference.topk import truth_indices, tune_threshold
+from ..inference.topk_scores import store_class_scores
 from ..labels import NEW_WHALE
 
 
@@ -63,6 +65,7 @@ class FamilyTask(ModelTask):
         self.images_eval = CachedImages(prepared.images, augment=None)
         self.size = model_cfg.stages[0].size
         self.val_threshold: float | None = None
+        self._emb_cache: dict | None = None
 
     @staticmethod
     def _split(index, role: str) -> Split:
@@ -101,12 +104,57 @@ class FamilyTask(ModelTask):
     def modules(self):
         """All trainable modules (for dropout and mode switches)."""
 
+    @contextlib.contextmanager
+    def embedding_cache(self):
+        """Within this block every image is embedded once per network and flip.
+
+        An evaluation embeds the same gallery for several query sets (validation, test,
+        the embeddings export; the test gallery is train + val): with the cache each
+        cache row goes through the backbone once. Entries live on the device and are
+        dropped when the block ends (the weights change with the next step)."""
+        outer = self._emb_cache is None
+        if outer:
+            self._emb_cache = {}
+        try:
+            yield
+        finally:
+            if outer:
+                self._emb_cache = None
+
     @torch.inference_mode()
     def embed(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray, flips, *, batch_size: int = 128) -> torch.Tensor:
         """Apply ``fn`` (images → vectors) to cached, unaugmented images in batches, in eval
-        mode; ``flips`` is one bool or one per row. The result stays on the device."""
-        self.model.eval()
+        mode; ``flips`` is one bool or one per row. The result stays on the device.
+        Inside :meth:`embedding_cache` an image already embedded is not embedded again."""
+        rows = np.asarray(rows, dtype=np.int64)
         flips = np.broadcast_to(np.asarray(flips, dtype=bool), (len(rows),))
+        if self._emb_cache is None or len(rows) == 0:
+            return self._embed_batches(fn, rows, flips, batch_size)
+        out = None
+        for flip in (False, True):
+            sel = np.flatnonzero(flips == flip)
+            if len(sel) == 0:
+                continue
+            key = (id(fn), str(self.size), flip)
+            slot = self._emb_cache.setdefault(key, {"pos": np.zeros(0, np.int64), "buf": None})
+            top = int(rows[sel].max()) + 1
+            if len(slot["pos"]) < top:  # position of each cache row in buf, -1 = not embedded yet
+                slot["pos"] = np.r_[slot["pos"], np.full(top - len(slot["pos"]), -1, np.int64)]
+            need = np.unique(rows[sel])
+            need = need[slot["pos"][need] < 0]
+            if len(need):
+                new = self._embed_batches(fn, need, np.full(len(need), flip), batch_size)
+                done = 0 if slot["buf"] is None else len(slot["buf"])
+                slot["buf"] = new if slot["buf"] is None else torch.cat([slot["buf"], new])
+                slot["pos"][need] = done + np.arange(len(need))
+            vecs = slot["buf"][torch.as_tensor(slot["pos"][rows[sel]], device=slot["buf"].device)]
+            if out is None:
+                out = torch.empty((len(rows), vecs.shape[1]), dtype=vecs.dtype, device=vecs.device)
+            out[torch.as_tensor(sel, device=out.device)] = vecs
+        return out
+
+    def _embed_batches(self, fn, rows: np.ndarray, flips: np.ndarray, batch_size: int) -> torch.Tensor:
+        self.model.eval()
         out = []
         for start in range(0, len(rows), batch_size):
             sl = slice(start, start + batch_size)
@@ -138,16 +186,48 @@ class FamilyTask(ModelTask):
         return ClassScores(scores.astype(np.float32), q.images, classes, truth)
 
     def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
-        """:meth:`score_queries` for a family that needs the gallery's class names (one with
-        a head over a fixed set of classes)."""
-        return self.score_queries(q_rows, g_rows, g_labels, len(classes))
+        """Query × class scores (higher = more likely that individual) of cached rows against a
+        gallery of cached rows; ``classes`` names the gallery's classes (a family with a head
+        over a fixed set of classes needs the names)."""
+        return self.score_views(self.row_views(q_rows), self.row_views(g_rows), g_labels, classes)
+
+    def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
+        """:meth:`score_queries_named` for a gallery labelled 0 … num_classes − 1."""
+        return self.score_queries_named(q_rows, g_rows, g_labels, np.arange(num_classes).astype(str))
+
+    # ------------------------------------------------------------------ vectors → scores
+    # Scoring is split into "rows → vectors per view" and "vectors → class scores", so that
+    # identify (whaleflow.identify) scores new photos against a saved gallery with the same
+    # code that wrote the run's validation and test scores.
+    @property
+    def views(self) -> tuple[bool, ...]:
+        """The flips a query is scored in: (False,), or (False, True) with flip TTA."""
+        return (False, True) if self.predict_cfg.flip_tta else (False,)
+
+    def gallery_vectors(self, rows: np.ndarray, flip: bool) -> np.ndarray:
+        """The vectors :meth:`score_views` compares, one per image (default: :meth:`image_vectors`)."""
+        return self.image_vectors(rows, flip)
+
+    def embedding_from(self, vectors: np.ndarray) -> np.ndarray:
+        """:meth:`image_vectors` from :meth:`gallery_vectors` (the same unless a family differs)."""
+        return vectors
+
+    def row_views(self, rows: np.ndarray) -> dict[bool, np.ndarray]:
+        return {flip: self.gallery_vectors(rows, flip) for flip in self.views}
 
     @abc.abstractmethod
-    def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
-        """Query × class scores (higher = more likely that individual)."""
+    def score_views(self, q: dict[bool, np.ndarray], g: dict[bool, np.ndarray], g_labels: np.ndarray,
+                    classes: np.ndarray) -> np.ndarray:
+        """Query × class scores from query and gallery vectors per view (flip → (n, D))."""
+
+    def image_scores(self, q: dict[bool, np.ndarray], g: dict[bool, np.ndarray]) -> np.ndarray:
+        """Query × gallery-image similarity, averaged over views (cosine of unit vectors;
+        the siamese family uses its pair head). The review page shows the closest photo."""
+        return np.mean([np.asarray(q[f], np.float32) @ np.asarray(g[f], np.float32).T for f in self.views], axis=0)
 
     def evaluate(self) -> float:
-        cs = self.class_scores("val")
+        with self.embedding_cache():  # the gallery is embedded once per evaluation
+            cs = self.class_scores("val")
         if len(cs.images) == 0:
             return 0.0
         self.val_threshold, value = tune_threshold(cs.scores, truth_indices(cs.truth, cs.classes))
@@ -156,15 +236,40 @@ class FamilyTask(ModelTask):
     def export(self, out_dir: str | Path) -> dict[str, Any]:
         """Write what the ensemble needs: class scores for val and test (and embeddings)."""
         out_dir = Path(out_dir)
-        val = self.class_scores("val")
-        test = self.class_scores("test")
-        val.save(out_dir / "scores_val.npz")
-        test.save(out_dir / "scores_test.npz")
-        thr, value = (None, 0.0)
-        if len(val.images):
-            thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
-        self.export_embeddings(out_dir)
+        with self.embedding_cache():  # train images: val gallery, test gallery and embeddings once
+            val = self.class_scores("val")
+            test = self.class_scores("test")
+            for cs, split in ((val, "val"), (test, "test")):  # top-K above a class count
+                store_class_scores(cs, out_dir / f"scores_{split}.npz", topk=self.predict_cfg.store_topk,
+                                   above=self.predict_cfg.store_topk_above)
+            thr, value = (None, 0.0)
+            if len(val.images):
+                thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
+            self.export_embeddings(out_dir)
+            self.export_model(out_dir)
         return {"val_map5": value, "threshold": thr}
+
+    def export_model(self, out_dir: Path) -> None:
+        """What ``whaleflow identify`` needs to score new photos without the training data:
+        the weights (``model.pt``, read back with ``weights_only=True``) at the image size
+        they were validated at, and the test gallery (``gallery.npz``: every labelled train
+        and val image, in :meth:`labelled_gallery` order, with its vectors per view)."""
+        from ..io import atomic_path, save_npz
+
+        rows, ids, images = [], [], []
+        for role in ("train", "val"):
+            s = self.splits[role]
+            known = s.ids != NEW_WHALE
+            rows.append(s.rows[known]); ids.append(s.ids[known]); images.append(s.images[known])
+        rows_a = np.concatenate(rows)
+        views = {f"view{int(f)}": self.gallery_vectors(rows_a, f).astype(np.float32) for f in self.views}
+        save_npz(Path(out_dir) / "gallery.npz", images=np.concatenate(images).astype(str),
+                 ids=np.concatenate(ids).astype(str), **views)
+        payload = {"format": "whaleflow.exported_model/1", "name": self.name, "family": self.cfg.family,
+                   "size": list(size_hw(self.size)), "classes": [str(c) for c in self.classes],
+                   "model_config": to_dict(self.cfg), "model": self.model_state()}
+        with atomic_path(Path(out_dir) / "model.pt", suffix=".pt") as tmp:
+            torch.save(payload, tmp)
 
     def export_embeddings(self, out_dir: Path) -> None:
         """Embeddings of every image (plus their flips with flip TTA), for the classifier

@@ -73,15 +73,11 @@ class MetricTask(FamilyTask):
     def _embed(self, rows: np.ndarray, flip: bool) -> np.ndarray:
         return self.embed(self.model, rows, flip).cpu().numpy()
 
-    def score_queries(self, q_rows, g_rows, g_labels, num_classes):
-        cent = class_centroids(self._embed(g_rows, False), g_labels, num_classes)
-        scores = centroid_scores(self._embed(q_rows, False), cent)
-        if self.predict_cfg.flip_tta:
-            # flipped query vs flipped centroids: with flips trained as new
-            # individuals, only this pairing is the same individual again.
-            cent_f = class_centroids(self._embed(g_rows, True), g_labels, num_classes)
-            scores = 0.5 * (scores + centroid_scores(self._embed(q_rows, True), cent_f))
-        return scores
+    def score_views(self, q, g, g_labels, classes):
+        # flipped query vs flipped centroids: with flips trained as new individuals, only
+        # this pairing is the same individual again (flip TTA averages the two views)
+        per_view = [centroid_scores(q[f], class_centroids(g[f], g_labels, len(classes))) for f in self.views]
+        return per_view[0] if len(per_view) == 1 else 0.5 * (per_view[0] + per_view[1])
 
     def image_vectors(self, rows, flip):
         return self._embed(rows, flip)

@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 
 from ..engine.device import autocast, prepare_model, to_device_images
-from ..mining import MiningSchedule, build_miner, mining_enabled, negative_codes, score_blocks, virtual_codes
+from ..mining import (MiningSchedule, build_miner, mining_enabled, negative_codes, score_all_pairs, score_blocks,
+                      mining_noise, score_candidates, virtual_codes)
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
@@ -108,13 +109,29 @@ class SiameseTask(FamilyTask):
         return score_blocks(queries, gallery, self.model["head"], block_size=block_size, transform=transform)
 
     def mine(self, epoch: int) -> None:
+        """Score the training pairs for a mining round and hand them to the miner.
+
+        The sparse solver gets each image's top-k candidates, scored on the device with
+        each unordered pair once (``score_candidates``: N·k entries cross to the miner, not
+        N×N); the dense one the full matrix (symmetric head: upper triangle, mirrored).
+        Both are computed only when the client takes the round (a busy actor skips it)."""
         rows, flips, labels, neg_codes = self._virtual()
         feats = self._features(rows, flips)
-        block = self.cfg.mining.block_size
-        blocks = progress(self._score_blocks(feats, feats, block, transform=None), total=-(-len(rows) // block),
-                          description=f"{self.name}: scoring {len(rows)}² pairs for mining", quiet=self.quiet,
-                          unit="blocks", leave=False)
-        self.mining.submit(epoch, blocks, len(rows), labels, neg_labels=neg_codes)
+        block, head, n = self.cfg.mining.block_size, self.model["head"], len(rows)
+        if self.cfg.mining.solver == "sparse":
+            def candidates():  # the round's noise is drawn on the device, before the top-k
+                return score_candidates(feats, head, k=self.cfg.mining.k, neg_labels=neg_codes, labels=labels,
+                                        noise=mining_noise(self.cfg.mining, epoch), block_size=block,
+                                        seed=[self.train_cfg.seed, epoch])
+            self.mining.submit_candidates(epoch, candidates, labels, neg_labels=neg_codes)
+        else:
+            def row_blocks():
+                matrix = score_all_pairs(feats, head, block_size=block, fast=True)
+                blocks = progress(range(0, n, block), description=f"{self.name}: sending {n}² pair scores",
+                                  quiet=self.quiet, unit="blocks", leave=False)
+                for s in blocks:
+                    yield s, matrix[s : s + block]
+            self.mining.submit(epoch, row_blocks(), n, labels, neg_labels=neg_codes)
         self.mined_epoch = epoch
 
     # ------------------------------------------------------------------ training
@@ -167,17 +184,25 @@ class SiameseTask(FamilyTask):
         blocks = [b for _, b in self._score_blocks(q, g, self.cfg.mining.block_size)]
         return np.concatenate(blocks) if blocks else np.zeros((0, len(g)), np.float32)
 
-    def score_queries(self, q_rows, g_rows, g_labels, num_classes):
-        scores = self._pair_scores(self._features(q_rows, False), self._features(g_rows, False))
-        if self.predict_cfg.flip_tta:
-            # flipped query against flipped gallery: the same individual again
-            flip_scores = self._pair_scores(self._features(q_rows, True), self._features(g_rows, True))
-            scores = 0.5 * (scores + flip_scores)
-        return aggregate_by_class(scores, g_labels, num_classes, self.predict_cfg.class_agg)
+    def image_scores(self, q, g):
+        # flipped query against flipped gallery: the same individual again
+        per_view = [self._pair_scores(torch.as_tensor(q[f], device=self.device),
+                                      torch.as_tensor(g[f], device=self.device)) for f in self.views]
+        return per_view[0] if len(per_view) == 1 else 0.5 * (per_view[0] + per_view[1])
+
+    def score_views(self, q, g, g_labels, classes):
+        return aggregate_by_class(self.image_scores(q, g), g_labels, len(classes), self.predict_cfg.class_agg)
+
+    def gallery_vectors(self, rows, flip):
+        # the pair head scores raw pooled features
+        return self._features(rows, flip).cpu().numpy()
+
+    def embedding_from(self, vectors):
+        # pooled backbone features, unit-normalised so PCA is not led by their scale
+        return torch.nn.functional.normalize(torch.as_tensor(vectors), dim=1).numpy()
 
     def image_vectors(self, rows, flip):
-        # pooled backbone features, unit-normalised so PCA is not led by their scale
-        return torch.nn.functional.normalize(self._features(rows, flip), dim=1).cpu().numpy()
+        return self.embedding_from(self.gallery_vectors(rows, flip))
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

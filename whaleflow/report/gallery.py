@@ -90,21 +90,25 @@ class ImageSource:
         """A ``data:image/jpeg`` URI of the thumbnail of ``image``, or ``None`` without pixels."""
         if image not in self._memo:
             im = self._pixels(image)
-            if im is None:
-                self._memo[image] = None
-            else:
-                im.thumbnail((THUMB * 2, THUMB), Image.LANCZOS if max(im.size) > THUMB else Image.BICUBIC)
-                if max(im.size) < THUMB:  # upscale tiny cached images so tiles are the same size
-                    s = THUMB / max(im.size)
-                    im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC)
-                buf = io.BytesIO()
-                im.convert("L" if im.mode == "L" else "RGB").save(buf, format="JPEG", quality=85)
-                self._memo[image] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+            self._memo[image] = None if im is None else thumbnail_uri(im)
         return self._memo[image]
 
     def array(self, image: str) -> Optional[np.ndarray]:
         im = self._pixels(image)
         return None if im is None else np.asarray(im.convert("L"))
+
+
+def thumbnail_uri(im: Image.Image) -> str:
+    """A ``data:image/jpeg`` URI of a tile-sized copy of ``im`` (tiny images are upscaled so
+    tiles are the same size)."""
+    im = im.copy()
+    im.thumbnail((THUMB * 2, THUMB), Image.LANCZOS if max(im.size) > THUMB else Image.BICUBIC)
+    if max(im.size) < THUMB:
+        s = THUMB / max(im.size)
+        im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC)
+    buf = io.BytesIO()
+    im.convert("L" if im.mode == "L" else "RGB").save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def representatives(index: Optional[pd.DataFrame]) -> dict[str, str]:

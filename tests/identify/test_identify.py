@@ -1,0 +1,99 @@
+"""identify on a tiny trained run: the same top 5 as its submission, bad input, the blend rule."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ray_jobs.cli import main
+from whaleflow.ensemble.blend import blend_matrices
+from whaleflow.identify import identify, load_run
+from whaleflow.identify.scoring import blend_with_coverage
+from whaleflow.submission import read_submission
+
+
+def _test_photos(run):
+    idx = pd.read_csv(run / "prepared" / "index.csv", dtype=str, keep_default_na=False)
+    return idx.loc[idx["split"] == "test", "path"].tolist()
+
+
+def test_identify_gives_the_submissions_top5_on_the_runs_test_photos(trained_run, tmp_path, capsys):
+    run, data = trained_run
+    out = tmp_path / "m" / "matches.csv"
+    # through the command line, on the test folder as a user would pass it
+    assert main(["identify", str(run), str(data / "test"), "--out", str(out), "--boxes", str(data / "boxes.csv"),
+                 "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "matches:" in printed and "review page:" in printed
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    sub = read_submission(run / "submission.csv")
+    assert sorted(frame["image"]) == sorted(sub)
+    got = dict(zip(frame["image"], frame["predictions"].str.split()))
+    assert got == sub
+    for scores in frame["scores"]:
+        assert len(scores.split()) == 5
+    assert (out.with_suffix(".html")).is_file()
+
+
+def test_identify_as_a_function_matches_too(trained_run):
+    run, data = trained_run
+    tr = load_run(run, device="cpu")
+    paths = _test_photos(run)[:7]
+    m = identify(tr, paths, out=None, page=False, boxes=data / "boxes.csv")
+    sub = read_submission(run / "submission.csv")
+    assert len(m.frame) == 7 and all(m.top5()[im] == sub[im] for im in m.top5())
+    # every model of the tuned blend is used, the classifier included
+    assert set(tr.names) == set(tr.weights) and "classifier" in tr.names
+    assert {f.family for f in tr.families} == {"metric", "siamese", "arcface"}
+
+
+def test_run_without_exported_models_is_a_one_line_error(run_copy, capsys):
+    run, data = run_copy
+    (run / "trials" / "siamese_compact" / "model.pt").unlink()
+    assert main(["identify", str(run), str(data / "test"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.pt" in err[0] and "siamese_compact" in err[0] and "Fix:" in err[0]
+
+
+def test_folder_without_images_is_a_one_line_error(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no photos here")
+    assert main(["identify", str(run), str(empty), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no images" in err[0] and str(empty) in err[0]
+
+
+def test_unreadable_photo_is_skipped_and_counted(trained_run, tmp_path, capsys):
+    run, data = trained_run
+    photos = tmp_path / "season"
+    photos.mkdir()
+    good = sorted((data / "test").glob("*.jpg"))[:2]
+    for p in good:
+        (photos / p.name).write_bytes(p.read_bytes())
+    (photos / "broken.jpg").write_bytes(good[0].read_bytes()[:200])  # cut off mid-stream
+    out = tmp_path / "matches.csv"
+    assert main(["identify", str(run), str(photos), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 unreadable" in printed and "broken.jpg" in printed
+    assert sorted(pd.read_csv(out)["image"]) == sorted(p.name for p in good)
+
+
+def test_blend_with_coverage_against_a_per_column_loop():
+    rng = np.random.default_rng(0)
+    mats = [rng.normal(size=(4, 6)).astype(np.float32) for _ in range(3)]
+    weights = [0.5, 0.2, 0.3]
+    full = [np.ones(6, bool)] * 3
+    assert np.array_equal(blend_with_coverage(mats, full, weights), blend_matrices(mats, weights))
+    covered = [np.ones(6, bool), np.ones(6, bool), np.array([1, 1, 1, 1, 0, 0], bool)]
+    out = blend_with_coverage(mats, covered, weights)
+    for c in range(6):
+        use = [m for m in range(3) if covered[m][c]]
+        w = np.array([weights[m] for m in use]) / sum(weights[m] for m in use)
+        expect = sum(wm * mats[m][:, c] for wm, m in zip(w, use))
+        np.testing.assert_allclose(out[:, c], expect, rtol=1e-5, atol=1e-6)
+    # the models that cover a column all have weight 0: they count equally there
+    out = blend_with_coverage(mats, covered, [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(out[:, 4], 0.5 * (mats[0][:, 4] + mats[1][:, 4]), rtol=1e-6)
+    np.testing.assert_array_equal(out[:, :4], mats[2][:, :4])

@@ -1,0 +1,145 @@
+"""Prepared photos → per-model class scores → the run's tuned blend → top 5 with new_whale.
+
+The same steps, in the same order, as the ensemble driver applies to the run's test
+scores: each model's scores go through the normaliser fitted on its validation scores,
+models are put on the union of their classes, blended with the tuned weights, and
+new_whale is inserted at the tuned threshold (:func:`~whaleflow.inference.predict_labels`);
+near-duplicates of gallery photos put their labels first when the run does
+(``predict.use_duplicates``).
+
+One difference, only for individuals enrolled after training: the classifier on
+embeddings has a fixed set of classes and cannot score them. For such a column the
+blend uses the models that do score it, their weights renormalised to sum to 1
+(:func:`blend_with_coverage`; equally, when the tuned blend gave all of them weight 0),
+so a new individual is neither pushed down by a model that abstains nor lifted by one. The arcface family handles its own fixed head the same
+way inside the family (k-NN alone for individuals its head never saw).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..ensemble.blend import blend_matrices, normalize_weights
+from ..ensemble.classifier_model import CLASSIFIER_NAME
+from ..ensemble.driver import apply_duplicates
+from ..inference import ClassScores, predict_labels
+from ..labels import NEW_WHALE
+from .trained_run import TrainedRun
+
+
+@dataclass
+class Scored:
+    """The blended scores of a batch of photos and what the page needs about them."""
+
+    classes: np.ndarray            # union of every model's classes
+    blended: np.ndarray            # (n, C)
+    predictions: list[list[str]]   # top 5 with new_whale
+    closest: np.ndarray            # (n, C) name of the gallery photo most like the query, per class
+    uncovered: dict[str, set]      # model → classes it cannot score (fell back to the others)
+
+
+def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.ndarray], weights) -> np.ndarray:
+    """The weighted blend of aligned (n, C) matrices where model m scores only the columns
+    ``covered[m]``. Fully covered columns are exactly :func:`blend_matrices`; elsewhere the
+    weights of the covering models are renormalised."""
+    w = normalize_weights(weights)
+    covered = [np.asarray(c, bool) for c in covered]
+    filled = [np.where(c[None, :], m, m.min(axis=1, keepdims=True)) for m, c in zip(matrices, covered)]
+    out = blend_matrices(filled, w)
+    partial = ~np.logical_and.reduce(covered)
+    if partial.any():
+        cols = np.flatnonzero(partial)
+        cov = np.stack([c[cols] for c in covered])                      # (models, partial columns)
+        wcol = w[:, None] * cov
+        # every covering model has weight 0 in the tuned blend (it tuned all weight onto a
+        # model that cannot score these columns): weigh the covering models equally
+        none = wcol.sum(axis=0) <= 0
+        wcol[:, none] = cov[:, none].astype(np.float64)
+        den = wcol.sum(axis=0)
+        ok = den > 0
+        num = sum(wcol[m][None, :] * np.where(cov[m][None, :], np.asarray(matrices[m])[:, cols], 0.0)
+                  for m in range(len(matrices)))
+        out[:, cols[ok]] = (num[:, ok] / den[ok]).astype(np.float32)
+    return out
+
+
+def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
+                duplicates: dict[str, list[str]] | None = None) -> Scored:
+    """Score prepared photos (n, H, W) against the run's gallery with its tuned blend."""
+    images = np.asarray(images, str)
+    q = {f.name: f.vectors(pixels) for f in run.families}
+    per_model: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in run.names:
+        if name == CLASSIFIER_NAME:
+            emb = {s: run.family(s).embedding(q[s]) for s in run.classifier.sources}
+            per_model[name] = run.classifier.class_scores(emb)
+        else:
+            per_model[name] = run.family(name).class_scores(q[name])
+    classes = np.array(sorted(set().union(*(map(str, c) for _, c in per_model.values()))))
+    mats, covered, uncovered = [], [], {}
+    for name in run.names:
+        scores, cls = per_model[name]
+        norm = ClassScores(run.normalizers[name].transform(scores), images, np.asarray(cls, str))
+        mats.append(norm.aligned(classes, images).scores)
+        cov = np.isin(classes, np.asarray(cls, str))
+        covered.append(cov)
+        if not cov.all():
+            uncovered[name] = set(classes[~cov].tolist())
+    blended = blend_with_coverage(mats, covered, [run.weights[n] for n in run.names])
+    predictions = predict_labels(blended, classes, run.threshold, k=min(5, len(classes)))
+    if duplicates and run.cfg.predict.use_duplicates:
+        predictions = [apply_duplicates(p, duplicates.get(im, [])) if duplicates.get(im) else p
+                       for p, im in zip(predictions, images)]
+    return Scored(classes, blended, predictions, _closest(run, q, classes), uncovered)
+
+
+def _closest(run: TrainedRun, q, classes: np.ndarray) -> np.ndarray:
+    """Per photo and class, the name of the gallery photo most like it, by the family with
+    the largest blend weight (its own per-photo similarity: cosine, or the pair head)."""
+    fams = [f for f in run.families if f.name in run.weights]
+    fam = max(fams, key=lambda f: run.weights[f.name]) if fams else run.families[0]
+    sims = fam.image_scores(q[fam.name])
+    ids = fam.gallery.ids
+    out = np.full((sims.shape[0], len(classes)), "", dtype=object)
+    col = {c: i for i, c in enumerate(classes)}
+    for c in np.unique(ids):
+        members = np.flatnonzero(ids == c)
+        out[:, col[c]] = fam.gallery.images[members[np.argmax(sims[:, members], axis=1)]]
+    return out
+
+
+def near_duplicates(run: TrainedRun, paths: Sequence[str], images: Sequence[str]) -> dict[str, list[str]]:
+    """Labels of the gallery photos each photo nearly duplicates (perceptual hash within
+    ``prepare.dup_distance`` bits, as ``prepare`` finds leaks), most frequent first."""
+    from ..data.dedup import find_duplicates, hash_image
+
+    pc = run.cfg.prepare
+    hashes_csv = run.prepared.dir / "hashes.csv"
+    if not run.cfg.predict.use_duplicates or not hashes_csv.is_file() or not len(paths):
+        return {}
+    cached = pd.read_csv(hashes_csv, dtype=str, keep_default_na=False)
+    cached = cached[(cached["method"] == pc.hash) & (cached["hash_size"].astype(int) == pc.hash_size)
+                    & (cached["hash"] != "")]
+    idx = run.prepared.index
+    train = idx[idx["split"] == "train"][["image", "id", "path"]].merge(
+        cached.drop_duplicates("path")[["path", "hash", "width", "height"]], on="path", how="inner")
+    frames = [train.assign(split="train")[["image", "split", "id", "hash", "width", "height"]]]
+    e = run.enrolled
+    if len(e):
+        frames.append(pd.DataFrame({"image": e.images, "split": "train", "id": e.ids, "hash": e.hashes,
+                                    "width": e.sizes[:, 0], "height": e.sizes[:, 1]}))
+    rows = []
+    for im, p in zip(images, paths):
+        try:
+            w, h, hx = hash_image(p, method=pc.hash, hash_size=pc.hash_size)
+        except Exception:  # unreadable photos are skipped before this; a hash failure only loses the check
+            continue
+        rows.append({"image": im, "split": "test", "id": "", "hash": hx, "width": w, "height": h})
+    frames.append(pd.DataFrame(rows, columns=["image", "split", "id", "hash", "width", "height"]))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["width"] = frame["width"].astype(int)
+    frame["height"] = frame["height"].astype(int)
+    return find_duplicates(frame, max_distance=pc.dup_distance, new_whale=NEW_WHALE).test_duplicates

@@ -1,0 +1,198 @@
+"""A finished run folder, opened for identification: its models, galleries and tuned blend.
+
+What it reads (nothing is trained, no Ray):
+
+* ``config.yaml`` (the resolved config: cache size, boxes margin, grey, flip TTA, new_whale
+  rules) and ``prepared/`` (the split, whose training classes a family's head is indexed by);
+* per trial ``model.pt`` (weights, read with ``torch.load(weights_only=True)``, the image
+  size they were validated at, the trial's model config) and ``gallery.npz``;
+* ``trials/classifier/model.pt`` and the trials' ``embeddings.npz`` (the classifier on
+  embeddings and the per-block scaling it was fitted with);
+* ``ensemble/weights.json``: which models, their weights, score normalisers and the
+  new_whale threshold.
+
+Each family model is its training task rebuilt from the trial's config, so scoring a new
+photo runs the same code (:meth:`~whaleflow.families.base.FamilyTask.score_views`) that
+wrote the run's validation and test scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, ModelConfig, cache_shape, from_dict, load_config
+from ..data.dataset import CachedImages
+from ..engine.checkpoint import CheckpointError, load_checkpoint
+from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling
+from ..ensemble.normalize import ScoreNormalizer
+from ..errors import DataError
+from ..labels import NEW_WHALE
+from .gallery import Enrolled, TrialGallery, load_trial_gallery
+
+_FIX_EXPORT = "identify needs a run trained and blended by this whaleflow version (whaleflow run …)."
+
+
+@dataclass
+class FamilyModel:
+    """One trial: its rebuilt task with the exported weights, and its gallery."""
+
+    name: str
+    family: str
+    task: object
+    base_gallery: TrialGallery   # the run's own photos (trials/<name>/gallery.npz)
+    gallery: TrialGallery        # what it scores against: the run's photos, then the enrolled ones
+
+    @property
+    def views(self) -> tuple[bool, ...]:
+        return self.task.views
+
+    def vectors(self, pixels: np.ndarray) -> dict[bool, np.ndarray]:
+        """Query vectors per view of prepared photos (n, H, W), as cache rows are embedded."""
+        self.task.images_eval = CachedImages(pixels, augment=None)
+        return self.task.row_views(np.arange(len(pixels), dtype=np.int64))
+
+    def class_scores(self, q: dict[bool, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        classes, labels = self.gallery.labels()
+        return np.asarray(self.task.score_views(q, self.gallery.views, labels, classes), np.float32), classes
+
+    def embedding(self, q: dict[bool, np.ndarray]) -> np.ndarray:
+        """What ``embeddings.npz`` holds for these photos (views side by side)."""
+        return np.concatenate([self.task.embedding_from(q[f]) for f in self.views], axis=1)
+
+    def image_scores(self, q: dict[bool, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.task.image_scores(q, self.gallery.views), np.float32)
+
+
+@dataclass
+class ClassifierModel:
+    """Approach 3: the fitted classifier, the trials it reads and their block scaling."""
+
+    model: object
+    sources: list[str]
+    scaling: list[tuple[np.ndarray, float]]
+    classes: np.ndarray
+
+    def class_scores(self, embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        blocks = [(embeddings[s] - mean) / div for s, (mean, div) in zip(self.sources, self.scaling)]
+        return self.model.predict_scores(np.concatenate(blocks, axis=1)), self.classes
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    cfg: Config
+    prepared: object
+    families: list[FamilyModel]
+    classifier: ClassifierModel | None
+    names: list[str]                       # blended models, in weights.json order
+    weights: dict[str, float]
+    normalizers: dict[str, ScoreNormalizer]
+    threshold: float
+    enrolled: Enrolled
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) every photo is letterboxed to: the run's image cache."""
+        return tuple(int(v) for v in self.prepared.size)
+
+    def family(self, name: str) -> FamilyModel:
+        return next(f for f in self.families if f.name == name)
+
+    def use_enrolled(self, enrolled: Enrolled) -> None:
+        """Score against the run's photos plus ``enrolled`` from now on."""
+        self.enrolled = enrolled
+        for f in self.families:
+            f.gallery = enrolled.for_trial(f.name, f.base_gallery)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise DataError(f"no {what}.", file=path, fix=_FIX_EXPORT)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{what} is not valid JSON ({exc}).", file=path, fix=_FIX_EXPORT) from None
+
+
+def _load_family(cfg: Config, prepared, trial_dir: Path, enrolled: Enrolled) -> FamilyModel:
+    from ..training import build_task
+
+    path = trial_dir / "model.pt"
+    if not path.is_file():
+        raise DataError("the run folder has no exported model for this trial (model.pt).", file=path, fix=_FIX_EXPORT)
+    try:
+        exported = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise DataError(str(exc)) from None
+    if exported.get("format") != "whaleflow.exported_model/1":
+        raise DataError("not a whaleflow exported model.", file=path, fix=_FIX_EXPORT)
+    model_cfg = from_dict(ModelConfig, exported["model_config"], where=str(path))
+    if model_cfg.family == "arcface":  # imprinting only sets initial weights, which are replaced below
+        model_cfg = dataclasses.replace(model_cfg, arcface=dataclasses.replace(model_cfg.arcface, imprint=False))
+    task = build_task(cfg, model_cfg, prepared)
+    task.load_model_state(exported["model"])
+    task.size = tuple(exported["size"])
+    if [str(c) for c in task.classes] != list(exported["classes"]):
+        raise DataError("the prepared split no longer matches the trained model's classes.", file=path,
+                        fix="identify with the prepared/ folder the run was trained on.")
+    base = load_trial_gallery(trial_dir, task.views)
+    return FamilyModel(trial_dir.name, model_cfg.family, task, base, enrolled.for_trial(trial_dir.name, base))
+
+
+def _load_classifier(trial_dir: Path, run_dir: Path) -> ClassifierModel:
+    from ..classify.embedding_classifier import EmbeddingClassifier
+
+    result = _read_json(trial_dir / "result.json", "classifier result")
+    sources = list(result.get("sources", []))
+    paths = [run_dir / "trials" / s / "embeddings.npz" for s in sources]
+    missing = [p for p in paths if not p.is_file()]
+    if missing or not (trial_dir / "model.pt").is_file():
+        raise DataError("the classifier's model or source embeddings are missing.",
+                        file=missing[0] if missing else trial_dir / "model.pt", fix=_FIX_EXPORT)
+    model = EmbeddingClassifier.load(trial_dir / "model.pt")
+    scaling, roles, ids = embedding_scaling(paths)
+    known = ((roles == "train") | (roles == "val")) & (ids != NEW_WHALE) & (ids != "")
+    return ClassifierModel(model, sources, scaling, np.array(sorted(set(ids[known]))))
+
+
+def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
+    """Open ``run_dir`` for :func:`~whaleflow.identify.identify` and :func:`~whaleflow.identify.enroll`.
+
+    ``device``: ``auto`` (a GPU when one is visible), ``cpu`` or ``cuda``. Errors name the
+    missing file in one line.
+    """
+    from ..data.prepare import load_prepared
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError("no such run folder.", file=run_dir, fix="pass the output.dir of a finished run.")
+    if not (run_dir / "config.yaml").is_file():
+        raise DataError("not a run folder (no config.yaml).", file=run_dir, fix="pass the output.dir of a finished run.")
+    cfg = load_config(run_dir / "config.yaml")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device),
+                              output=dataclasses.replace(cfg.output, quiet=True))
+    blend = _read_json(run_dir / "ensemble" / "weights.json", "tuned blend (ensemble/weights.json)")
+    names = [str(n) for n in blend["models"]]
+    prepared = load_prepared(run_dir / "prepared")
+    if tuple(prepared.size) != tuple(cache_shape(cfg)):
+        raise DataError(f"the image cache is {prepared.size}, the config says {cache_shape(cfg)}.",
+                        file=run_dir / "prepared", fix="identify with the prepared/ folder the run was trained on.")
+    enrolled = Enrolled.load(run_dir)
+    families = [_load_family(cfg, prepared, run_dir / "trials" / n, enrolled) for n in names if n != CLASSIFIER_NAME]
+    if not families:
+        raise DataError("the blend holds no trained family model.", file=run_dir / "ensemble" / "weights.json",
+                        fix=_FIX_EXPORT)
+    classifier = None
+    if CLASSIFIER_NAME in names:
+        classifier = _load_classifier(run_dir / "trials" / CLASSIFIER_NAME, run_dir)
+        unknown = [s for s in classifier.sources if s not in names]
+        extra = [_load_family(cfg, prepared, run_dir / "trials" / s, enrolled) for s in unknown]
+        families.extend(extra)  # a source with blend weight left out still feeds the classifier
+    return TrainedRun(run_dir, cfg, prepared, families, classifier, names,
+                      {n: float(blend["weights"][n]) for n in names},
+                      {n: ScoreNormalizer.from_dict(blend["normalizers"][n]) for n in names},
+                      float(blend["threshold"]), enrolled)
