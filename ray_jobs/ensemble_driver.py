@@ -3,28 +3,33 @@
 ``whaleflow.ensemble.run_ensemble`` reads every finished trial's artifacts from
 ``RUN_DIR/trials`` (class scores and embeddings — never the models), builds the
 classifier on the gathered embeddings, tunes the blend and writes the submission. As
-a Ray task it runs wherever the cluster has a free CPU that can see the run folder,
-and its memory is released when it returns; the driver gets back the summary dict.
+a Ray task it runs wherever the cluster has a free CPU that can see the run folder
+(a shared mount, or a URI it reads through pyarrow.fs into its node's copy and writes its
+outputs back to), and its memory is released when it returns; the driver gets back the
+summary dict.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import ray
 
 from whaleflow.config import Config, from_dict, to_dict
+from whaleflow.storage import RunStore
 
 
 @ray.remote(max_retries=1)
-def _ensemble_task(base: dict[str, Any], run_dir: str, progress: bool,
+def _ensemble_task(base: dict[str, Any], progress: bool,
                    test_duplicates: Mapping[str, Sequence[str]] | None, threads: int) -> dict[str, Any]:
     import torch
 
-    from whaleflow.ensemble import run_ensemble
+    from whaleflow.pipeline import ensemble_in_store
 
+    from .quiet_exit import install
+
+    install()  # the worker is stopped with SIGTERM at the end of the run: no traceback for it
     torch.set_num_threads(max(1, threads))
-    return run_ensemble(from_dict(Config, base), Path(run_dir), progress=progress, test_duplicates=test_duplicates)
+    return ensemble_in_store(from_dict(Config, base), progress=progress, test_duplicates=test_duplicates)
 
 
 def ensemble_memory(cfg: Config, node_memory: float | None = None) -> int:
@@ -35,7 +40,7 @@ def ensemble_memory(cfg: Config, node_memory: float | None = None) -> int:
     if cfg.ray.ensemble_memory_gb:
         want = float(cfg.ray.ensemble_memory_gb) * 2**30
     else:
-        files = list((Path(cfg.output.dir) / "trials").glob("*/scores_*.npz"))
+        files = list((RunStore.for_config(cfg).local / "trials").glob("*/scores_*.npz"))  # this node's copy
         models = len({f.parent for f in files}) + 1  # + the classifier
         want = 2**30 + (3 + models) * sum(f.stat().st_size for f in files)
     if node_memory is None:
@@ -52,7 +57,7 @@ def run_ensemble_task(cfg: Config, *, progress: bool = True,
     :func:`ensemble_memory`) and wait for its summary."""
     cpus = max(1.0, float(cfg.ray.cpus_per_trial))
     ref = _ensemble_task.options(num_cpus=cpus, memory=ensemble_memory(cfg)).remote(
-        to_dict(cfg), str(Path(cfg.output.dir).resolve()), progress,
+        to_dict(cfg), progress,
         dict(test_duplicates) if test_duplicates else None, int(cpus),
     )
     return ray.get(ref)

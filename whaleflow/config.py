@@ -38,6 +38,9 @@ class DataConfig:
     boxes: str | None = None          # box CSV: Image,x0,y0,x1,y1
     box_margin: float = 0.05          # fraction of the box size added on each side
     strict: bool = False              # corrupt images are an error instead of skipped
+    # a node-local folder the run's prepared cache is copied to before trials read it (and, with
+    # an s3:// or gs:// output.dir, each node's working copy of the run); None → $TMPDIR/whaleflow
+    local_cache_dir: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
