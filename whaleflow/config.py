@@ -122,7 +122,7 @@ class MiningConfig:
     solver: str = "dense"             # dense | sparse | none (random pairs only)
     every: int = 2                    # a mining round every K epochs
     start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
-    random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
+    random_share: float = 0.2         # share of random pairs kept in every mined batch (0 ≤ x < 1)
     hard_positives: bool = True       # positives by the least-similar assignment inside each individual
     mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
     k: int = 50                       # candidates per image for the sparse solver
