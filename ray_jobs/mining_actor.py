@@ -245,13 +245,7 @@ class RayMiningClient:
         scores a single block (``row_blocks`` is lazy), so a slow solver never makes the
         trial score an N×N matrix it cannot use.
         """
-        self._collect()
-        if self._pending is not None:
-            self._status["mining_skipped_round"] = epoch
-            return
-        try:
-            actor = self._ensure_actor()
-            self._round += 1
+        def send(actor):
             dtype = np.dtype(matrix_dtype(n, self.dtype))
             refs: list = []
             for start, block in row_blocks:
@@ -262,21 +256,28 @@ class RayMiningClient:
                         raise TimeoutError
                     ray.get(done)
             ray.get(refs, timeout=self.timeout_s)
-            ref = actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed,
-                                     None if neg_labels is None else np.asarray(neg_labels))
-            self._pending = (ref, time.time(), epoch)
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            self._lose("actor lost")
-        except (TimeoutError, ray.exceptions.GetTimeoutError):
-            self._lose("mining timed out")
-        except ray.exceptions.RayTaskError as exc:
-            self._failed(exc)
+            return actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed,
+                                      None if neg_labels is None else np.asarray(neg_labels))
+
+        self._round_trip(epoch, send)
 
     def submit_candidates(self, epoch: int, make_candidates, labels: np.ndarray,
                           neg_labels: np.ndarray | None = None) -> None:
         """A sparse round: score the top-k candidates here (on the trial's device) and send
         them in one call — N·k entries instead of N×N row blocks. Skipped, before any
         scoring, while the previous solve runs."""
+        def send(actor):
+            cand = make_candidates()
+            ref = actor.solve_candidates.remote(self._round, epoch, cand.to_dict(), np.asarray(labels), self.seed,
+                                                None if neg_labels is None else np.asarray(neg_labels))
+            self._status["mining_bytes"] = int(cand.nbytes)
+            return ref
+
+        self._round_trip(epoch, send)
+
+    def _round_trip(self, epoch: int, send) -> None:
+        """One round: skipped while the previous solve runs; else ``send(actor)`` ships the
+        round and returns the solve's ref. A lost, slow or failing actor means random pairs."""
         self._collect()
         if self._pending is not None:
             self._status["mining_skipped_round"] = epoch
@@ -284,13 +285,11 @@ class RayMiningClient:
         try:
             actor = self._ensure_actor()
             self._round += 1
-            cand = make_candidates()
-            ref = actor.solve_candidates.remote(self._round, epoch, cand.to_dict(), np.asarray(labels), self.seed,
-                                                None if neg_labels is None else np.asarray(neg_labels))
-            self._status["mining_bytes"] = int(cand.nbytes)
-            self._pending = (ref, time.time(), epoch)
+            self._pending = (send(actor), time.time(), epoch)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             self._lose("actor lost")
+        except (TimeoutError, ray.exceptions.GetTimeoutError):
+            self._lose("mining timed out")
         except ray.exceptions.RayTaskError as exc:
             self._failed(exc)
 

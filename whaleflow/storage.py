@@ -65,7 +65,7 @@ def _mirror_name(uri: str) -> str:
 
 
 def _hidden(rel: str) -> bool:
-    """Temporary files of atomic writes and lock files (``.name.XXXX.tmp``, ``.lock``) never travel."""
+    """Temporary files of atomic writes and lock files (``.name.<random>.tmp``, ``.lock``) never travel."""
     return any(part.startswith(".") for part in Path(rel).parts)
 
 

@@ -47,25 +47,19 @@ class LocalMiningClient:
         matrix = np.empty((n, n), dtype=self.dtype)
         for start, block in row_blocks:
             matrix[start : start + len(block)] = block
-        rng = np.random.default_rng([self.seed, epoch])
-        self._pending = self.miner.mine(matrix, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
-        self._status = {
-            "mining_source": "lap",
-            "mining_seconds": time.time() - t0,
-            "mining_hardness": float(self._pending.hardness),
-        }
+        self._mine(epoch, matrix, labels, neg_labels, t0)
 
     def submit_candidates(self, epoch, make_candidates, labels, neg_labels=None):
         t0 = time.time()
         cand = make_candidates()
+        self._mine(epoch, cand, labels, neg_labels, t0, mining_bytes=int(cand.nbytes))
+
+    def _mine(self, epoch, data, labels, neg_labels, t0, **status):
+        """Solve now (the round's pairs are ready at the next poll); seeded per epoch."""
         rng = np.random.default_rng([self.seed, epoch])
-        self._pending = self.miner.mine(cand, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
-        self._status = {
-            "mining_source": "lap",
-            "mining_seconds": time.time() - t0,
-            "mining_hardness": float(self._pending.hardness),
-            "mining_bytes": int(cand.nbytes),
-        }
+        self._pending = self.miner.mine(data, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
+        self._status = {"mining_source": "lap", "mining_seconds": time.time() - t0,
+                        "mining_hardness": float(self._pending.hardness), **status}
 
     def poll(self):
         pairs, self._pending = self._pending, None
