@@ -16,11 +16,18 @@ Four measurements, each with a correctness check, and a table at the end:
    with the same new_whale insertion, and a 100-threshold sweep on the GPU.
    Check: identical top-5 lists and MAP@5.
 4. **Peak memory** of each step (``torch.cuda.max_memory_allocated``).
+5. **The project's own paths** (``gpu_check_steps.py``): the real training step —
+   ``run_prepare`` on ~5k synthetic photos, then the task's ``train_epoch`` with its
+   loader and augmentation — for siamese resnet50 at 384 and metric resnet50 at 448,
+   against the bare model and loss on batches already on the device (target: ≥ 80 %);
+   one mining round at N = 15,697 with the HWI head [512, 128] on 2,048-d features
+   (device top-k candidates + sparse LAP, against the old all-pairs fp32 scoring);
+   one validation step at 3,000 × 5,004 (centroid scores + the exact threshold sweep).
 
 Usage::
 
-    benchmarks/gpu_check.sh                    # on a GPU machine, under 8 minutes
-    python benchmarks/gpu_check.py --cpu --small   # smoke test anywhere, seconds
+    benchmarks/gpu_check.sh                    # on a GPU machine, under 10 minutes
+    python benchmarks/gpu_check.py --cpu --small   # smoke test anywhere, about a minute
 
 Without a GPU (and without ``--cpu``) it says so and exits 0.
 """
@@ -36,6 +43,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 
 
 @dataclass
@@ -322,14 +331,18 @@ def print_table(rows: list[Row], header: str) -> None:
         print(line(c))
 
 
+#: the steps, in the order they run (``--only`` picks some)
+STEPS = ("train", "pairs", "map5", "pipeline", "mining", "validation")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", action="store_true", help="run on the CPU (a smoke test; pair with --small)")
     ap.add_argument("--small", action="store_true", help="tiny sizes: seconds, checks only")
-    ap.add_argument("--budget-s", type=float, default=240.0, help="time allowed to the pair-scoring step")
+    ap.add_argument("--budget-s", type=float, default=120.0, help="time allowed to the pair-scoring step")
     ap.add_argument("--tile-elements", type=int, default=1 << 29,
                     help="rows × cols × D per score_matrix call (GPU memory per intermediate ×4 bytes)")
-    ap.add_argument("--only", nargs="*", choices=["train", "pairs", "map5"], default=["train", "pairs", "map5"])
+    ap.add_argument("--only", nargs="*", choices=list(STEPS), default=list(STEPS))
     ap.add_argument("--json", help="also write the rows as JSON here")
     args = ap.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
@@ -345,9 +358,14 @@ def main(argv: Optional[list[str]] = None) -> int:
               + (" · SMALL sizes" if args.small else ""))
     print(header, flush=True)
     t0, rows = time.perf_counter(), []
+    import gpu_check_steps as project
+
     steps = {"train": lambda: check_training(sz, device, clock),
              "pairs": lambda: check_pairs(sz, device, clock, args.budget_s, args.tile_elements),
-             "map5": lambda: check_map5(sz, device, clock)}
+             "map5": lambda: check_map5(sz, device, clock),
+             "pipeline": lambda: project.check_pipeline(args.small, device),
+             "mining": lambda: project.check_mining(args.small, device),
+             "validation": lambda: project.check_validation(args.small, device)}
     failed = False
     for key in args.only:
         print(f"· {key} …", flush=True)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_STAGES = "[{size: 48, epochs: 16, lr: 0.001}, {size: 56, epochs: 8, lr: 0.0005}]"
-DEFAULT_MINING = "{solver: dense, start: 4, every: 1, mirror_negatives: false}"
+DEFAULT_MINING = "{solver: dense, start: 4, every: 1, random_share: 0.2, mirror_negatives: false}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:

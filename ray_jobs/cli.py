@@ -129,14 +129,12 @@ def cmd_ensemble(args) -> int:
     if args.local:
         import time
 
-        from whaleflow.data.prepare import load_prepared
-        from whaleflow.ensemble import run_ensemble
-        from whaleflow.pipeline import finalize
+        from whaleflow.pipeline import ensemble_in_store, finalize, load_run_prepared
 
         t0 = time.time()
-        prepared = load_prepared(Path(cfg.output.dir) / "prepared")
+        prepared = load_run_prepared(cfg)
         dups = prepared.test_duplicates if cfg.predict.use_duplicates else None
-        ensemble = run_ensemble(cfg, Path(cfg.output.dir), progress=not cfg.output.quiet, test_duplicates=dups)
+        ensemble = ensemble_in_store(cfg, progress=not cfg.output.quiet, test_duplicates=dups)
         finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=not cfg.output.quiet)
     else:
         from .pipeline import run_ensemble_job
@@ -154,9 +152,18 @@ def cmd_score(args) -> int:
 
 def cmd_report(args) -> int:
     from whaleflow.report import build_report
+    from whaleflow.storage import NOT_MIRRORED, RunStore, is_uri
 
-    path = build_report(Path(args.run_dir))
-    print(f"report: {path}")
+    if not is_uri(args.run_dir):
+        print(f"report: {build_report(Path(args.run_dir))}")
+        return 0
+    store = RunStore(args.run_dir)  # a run folder in a bucket: read into this machine's copy, report pushed back
+    store.check()
+    for rel in ("summary.json", "config.yaml", "prepared", "trials", "ensemble"):
+        store.pull(rel, exclude=NOT_MIRRORED)
+    build_report(store.local)
+    store.push("report")
+    print(f"report: {store.uri('report/index.html')} (a local copy under {store.local})")
     return 0
 
 

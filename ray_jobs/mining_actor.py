@@ -1,7 +1,9 @@
 """The MiningActor: a siamese trial's N×N score matrix and its LAP solves, off the training loop.
 
 The trial scores all training pairs in row blocks and streams them here
-(``write_rows``); ``solve`` runs the miner (``whaleflow.mining``, dense or sparse) in
+(``write_rows``; dense solver), or — sparse solver — scores each image's top-k
+candidates on its own device and sends only those (``solve_candidates``: N·k entries,
+``N·k·6`` bytes, instead of an N×N matrix); ``solve`` runs the miner (``whaleflow.mining``, dense or sparse) in
 the actor's own thread while the trial goes on training on the previous pairs, and
 the trial picks the new pairs up at a later epoch. Methods sit in separate
 concurrency groups — ``rows`` (writes), ``solve`` (one LAP at a time) and ``query``
@@ -53,6 +55,7 @@ class MiningActor:
         self._latest: dict[str, Any] | None = None
         self._solves = 0
         self._rows_written = 0
+        self._bytes_received = 0
 
     @ray.method(concurrency_group="rows")
     def write_rows(self, round_id: int, n: int, start: int, block: np.ndarray) -> int:
@@ -95,6 +98,30 @@ class MiningActor:
             with self._lock:
                 self._solving = None
                 self._rounds.pop(round_id, None)
+                self._bytes_received += rnd["matrix"].nbytes
+        return self._finish(round_id, epoch, pairs)
+
+    @ray.method(concurrency_group="solve")
+    def solve_candidates(self, round_id: int, epoch: int, candidates: dict[str, Any], labels: np.ndarray,
+                         seed: int, neg_labels: np.ndarray | None = None) -> dict[str, Any]:
+        """Mine a sparse round from the trial's top-k candidates (``PairCandidates.to_dict()``:
+        N·k entries, scored on the trial's device), no row blocks needed."""
+        from whaleflow.mining import PairCandidates
+
+        cand = PairCandidates.from_dict(candidates)
+        with self._lock:
+            self._solving = round_id
+        try:
+            rng = np.random.default_rng([int(seed), int(epoch)])
+            extra = {} if neg_labels is None else {"neg_labels": np.asarray(neg_labels)}
+            pairs = self.miner.mine(cand, np.asarray(labels), epoch=epoch, rng=rng, **extra)
+        finally:
+            with self._lock:
+                self._solving = None
+                self._bytes_received += cand.nbytes
+        return self._finish(round_id, epoch, pairs)
+
+    def _finish(self, round_id: int, epoch: int, pairs) -> dict[str, Any]:
         out = {
             "round": round_id, "epoch": epoch,
             "neg_a": pairs.neg_a, "neg_b": pairs.neg_b, "pos_a": pairs.pos_a, "pos_b": pairs.pos_b,
@@ -120,6 +147,7 @@ class MiningActor:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"solves": self._solves, "rows_written": self._rows_written, "solving": self._solving,
+                    "bytes_received": self._bytes_received,
                     "rounds_held": sorted(self._rounds), "pid": os.getpid(),
                     "dtypes": {r: v["matrix"].dtype.name for r, v in self._rounds.items()}}
 
@@ -145,11 +173,12 @@ class RayMiningClient:
 
     def __init__(self, mining_cfg: MiningConfig, *, seed: int = 0, timeout_s: float = 120.0,
                  actor_cpus: float = 0.0, name: str | None = None, dtype: str = "auto",
-                 max_in_flight: int = 4, bundle_index: int | None = None):
+                 max_in_flight: int = 4, bundle_index: int | None = None, memory: int = 0):
         self.mining = to_dict(mining_cfg)
         self.seed, self.timeout_s, self.actor_cpus = seed, float(timeout_s), float(actor_cpus)
         self.name = name or f"whaleflow-miner-{os.getpid()}-{next(self._ids)}"
         self.dtype, self.max_in_flight, self.bundle_index = dtype, max(1, max_in_flight), bundle_index
+        self.memory = int(memory)    # Ray `memory` (bytes) the actor asks for; its bundle holds it
         self.actor = None
         self.generation = 0          # actors created so far
         self.losses = 0              # actors lost (died, hung or timed out)
@@ -161,7 +190,7 @@ class RayMiningClient:
         self._status: dict[str, Any] = {
             "mining_source": "random (waiting for miner)", "mining_solves": 0, "mining_seconds": float("nan"),
             "mining_hardness": float("nan"), "mining_epoch": -1, "mining_actor_losses": 0,
-            "mining_skipped_round": -1,
+            "mining_skipped_round": -1, "mining_bytes": 0,
         }
 
     # ------------------------------------------------------------------ actor lifecycle
@@ -187,6 +216,7 @@ class RayMiningClient:
             self.actor = MiningActor.options(
                 name=f"{self.name}-g{self.generation}", num_cpus=self.actor_cpus,
                 scheduling_strategy=self._scheduling(), max_restarts=0,
+                **({"memory": self.memory} if self.memory > 0 else {}),
             ).remote(self.mining)
         return self.actor
 
@@ -215,13 +245,7 @@ class RayMiningClient:
         scores a single block (``row_blocks`` is lazy), so a slow solver never makes the
         trial score an N×N matrix it cannot use.
         """
-        self._collect()
-        if self._pending is not None:
-            self._status["mining_skipped_round"] = epoch
-            return
-        try:
-            actor = self._ensure_actor()
-            self._round += 1
+        def send(actor):
             dtype = np.dtype(matrix_dtype(n, self.dtype))
             refs: list = []
             for start, block in row_blocks:
@@ -232,9 +256,36 @@ class RayMiningClient:
                         raise TimeoutError
                     ray.get(done)
             ray.get(refs, timeout=self.timeout_s)
-            ref = actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed,
-                                     None if neg_labels is None else np.asarray(neg_labels))
-            self._pending = (ref, time.time(), epoch)
+            return actor.solve.remote(self._round, epoch, np.asarray(labels), self.seed,
+                                      None if neg_labels is None else np.asarray(neg_labels))
+
+        self._round_trip(epoch, send)
+
+    def submit_candidates(self, epoch: int, make_candidates, labels: np.ndarray,
+                          neg_labels: np.ndarray | None = None) -> None:
+        """A sparse round: score the top-k candidates here (on the trial's device) and send
+        them in one call — N·k entries instead of N×N row blocks. Skipped, before any
+        scoring, while the previous solve runs."""
+        def send(actor):
+            cand = make_candidates()
+            ref = actor.solve_candidates.remote(self._round, epoch, cand.to_dict(), np.asarray(labels), self.seed,
+                                                None if neg_labels is None else np.asarray(neg_labels))
+            self._status["mining_bytes"] = int(cand.nbytes)
+            return ref
+
+        self._round_trip(epoch, send)
+
+    def _round_trip(self, epoch: int, send) -> None:
+        """One round: skipped while the previous solve runs; else ``send(actor)`` ships the
+        round and returns the solve's ref. A lost, slow or failing actor means random pairs."""
+        self._collect()
+        if self._pending is not None:
+            self._status["mining_skipped_round"] = epoch
+            return
+        try:
+            actor = self._ensure_actor()
+            self._round += 1
+            self._pending = (send(actor), time.time(), epoch)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
             self._lose("actor lost")
         except (TimeoutError, ray.exceptions.GetTimeoutError):

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from whaleflow.config import Config
 from whaleflow.errors import WhaleflowError
+from whaleflow.storage import is_uri
 
 #: the local object store: enough for mining row blocks in flight, far below Ray's 30 % of RAM
 DEFAULT_OBJECT_STORE = 2 << 30
@@ -97,11 +98,14 @@ def ray_session(cfg: Config, *, progress: bool = True) -> Iterator[bool]:
 
 
 def absolute(cfg: Config) -> Config:
-    """Trials and tasks run in other folders and on other nodes: give them absolute paths."""
+    """Trials and tasks run in other folders and on other nodes: give them absolute paths
+    (a URI — ``s3://…``, ``gs://…`` — stays as it is: every node reads it the same way)."""
     data = cfg.data
-    if data.root:
+    if data.root and not is_uri(data.root):
         data = dataclasses.replace(data, root=str(Path(data.root).resolve()))
-    out = dataclasses.replace(cfg.output, dir=str(Path(cfg.output.dir).resolve()))
+    out = cfg.output
+    if not is_uri(out.dir):
+        out = dataclasses.replace(out, dir=str(Path(out.dir).resolve()))
     return dataclasses.replace(cfg, data=data, output=out)
 
 
@@ -110,10 +114,12 @@ def preflight(cfg: Config) -> None:
     request must be possible on this cluster, or the run ends now with one line."""
     from .resources import check_requests
     from .search_space import check_models
+    from .shared_storage import check_shared_storage
     from .tuner import gpus_for_trials
 
     check_models(cfg)
     check_requests(cfg, gpus_for_trials(cfg))
+    check_shared_storage(cfg)
 
 
 def _prepared(cfg: Config, progress: bool):
@@ -142,16 +148,17 @@ def run_tune(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict
 
 def run_ensemble_job(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     """``whaleflow ensemble``: blend a run's finished trials in a Ray task, then write summary.json."""
-    from whaleflow.data.prepare import load_prepared
-    from whaleflow.pipeline import finalize, start_run
+    from whaleflow.pipeline import finalize, load_run_prepared, start_run
+    from whaleflow.storage import RunStore
 
     from .ensemble_driver import run_ensemble_task
+    from .shared_storage import check_shared_storage
 
     cfg = absolute(start_run(cfg, progress=progress))
-    pdir = Path(cfg.output.dir) / "prepared"
-    prepared = load_prepared(pdir) if (pdir / "summary.json").is_file() else None
+    prepared = load_run_prepared(cfg) if RunStore.for_config(cfg).exists("prepared/summary.json") else None
     t0 = time.time()
     with ray_session(cfg, progress=progress):
+        check_shared_storage(cfg)
         ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
     if prepared is None:
         return ensemble

@@ -26,12 +26,26 @@ STRATEGY = "STRICT_PACK"
 _SHOWN = ("CPU", "GPU")
 
 
+def mining_actor_memory(cfg: Config) -> int:
+    """Bytes of Ray ``memory`` a siamese trial's MiningActor requests (0: none).
+
+    Only an actor with its own bundle (``mining_actor_cpus`` > 0) asks: Tune gives the
+    trial's function its whole bundle, so memory put there could never go to the actor."""
+    if cfg.ray.mining_actor_cpus <= 0:
+        return 0
+    return int(max(0.0, float(cfg.ray.mining_actor_memory_gb or 0.0)) * 2**30)
+
+
 def trial_bundles(cfg: Config, family: str | None, gpus: float) -> list[dict[str, float]]:
-    """The bundles of one trial's placement group: the trial's, plus its mining actor's."""
+    """The bundles of one trial's placement group: the trial's, plus its mining actor's.
+
+    The actor's ``memory`` goes into its own bundle (``mining_actor_cpus`` > 0), so its
+    request always fits there."""
     bundle = {"CPU": float(cfg.ray.cpus_per_trial)} | ({"GPU": gpus} if gpus > 0 else {})
     bundles = [bundle]
+    memory = mining_actor_memory(cfg) if family == "siamese" else 0
     if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
-        bundles.append({"CPU": float(cfg.ray.mining_actor_cpus)})
+        bundles.append({"CPU": float(cfg.ray.mining_actor_cpus)} | ({"memory": float(memory)} if memory else {}))
     return bundles
 
 
@@ -56,7 +70,9 @@ def demand(bundles: list[dict[str, float]]) -> dict[str, float]:
 
 
 def fits(need: dict[str, float], node: dict[str, float]) -> bool:
-    return all(node.get(k, 0.0) + 1e-9 >= v for k, v in need.items())
+    """Whether a node holds ``need``; ``memory`` only counts where the node states it (a launcher
+    node type usually lists CPUs and GPUs only; Ray measures memory when the node starts)."""
+    return all(node.get(k, 0.0) + 1e-9 >= v for k, v in need.items() if k != "memory" or k in node)
 
 
 def live_nodes() -> list[dict[str, float]]:
@@ -91,7 +107,8 @@ def autoscaler_node_types(path: Path = BOOTSTRAP_CONFIG) -> list[dict[str, float
 
 def _show(res: dict[str, float], keys) -> str:
     keys = list(dict.fromkeys([*_SHOWN, *keys]))
-    return "{" + ", ".join(f"{k}: {res.get(k, 0.0):g}" for k in keys) + "}"
+    fmt = lambda k, v: f"{k}: {v / 2**30:.1f} GiB" if k == "memory" else f"{k}: {v:g}"  # noqa: E731
+    return "{" + ", ".join(fmt(k, res.get(k, 0.0)) for k in keys) + "}"
 
 
 def _asks(cfg: Config, family: str | None, gpus: float) -> str:
@@ -100,6 +117,8 @@ def _asks(cfg: Config, family: str | None, gpus: float) -> str:
         parts.append(f"ray.gpus_per_trial={gpus:g}")
     if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
         parts.append(f"ray.mining_actor_cpus={cfg.ray.mining_actor_cpus:g}")
+    if family == "siamese" and mining_actor_memory(cfg):
+        parts.append(f"ray.mining_actor_memory_gb={cfg.ray.mining_actor_memory_gb:g}")
     return " + ".join(parts)
 
 
@@ -122,6 +141,8 @@ def check_requests(cfg: Config, gpus: float, nodes: list[dict[str, float]] | Non
         largest = max(candidates, key=lambda n: (sum(n.get(k, 0.0) >= v for k, v in need.items()),
                                                  n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
         where = "the largest node the autoscaler can add" if largest in node_types and node_types else "the largest node"
+        if "memory" not in largest:  # memory only counted (and shown) where the node states it
+            need = {k: v for k, v in need.items() if k != "memory"}
         raise WhaleflowError(
             f"models[{model.name}]: each trial asks for {_show(need, need)} on one node ({_asks(cfg, model.family, gpus)}), "
             f"but {where} has {_show(largest, need)}{'' if node_types else ' and no autoscaler can add one'}. "

@@ -12,7 +12,11 @@ finds it. The only Ray-specific pieces are here:
   exactly (RNG included) — on whatever node the trial now runs;
 * the siamese family's mining goes through a :class:`~ray_jobs.mining_actor.RayMiningClient`;
 * a trial given no GPU trains on the CPU (:func:`cpu_unless_given_gpus`);
-* what the trial prints, and one line per epoch, go to ``trials/<name>/log.txt``.
+* what the trial prints, and one line per epoch, go to ``trials/<name>/log.txt``;
+* with the run folder at a URI (``s3://``, ``gs://``) the trial works in its node's copy
+  (:class:`whaleflow.storage.RunStore`): it stages ``prepared/`` to the node's disk once,
+  pulls its own folder from earlier attempts, and pushes the folder after every epoch
+  and at the end, so the ensemble (on any node) finds it in the bucket.
 
 Each start of a trial appends a line to ``attempts.jsonl`` in its folder (node,
 process, ``CUDA_VISIBLE_DEVICES``, the epoch it starts from, start and end time): the
@@ -33,7 +37,9 @@ from typing import Any
 from whaleflow.config import Config, from_dict
 from whaleflow.engine import Callback, ProgressPrinter
 from whaleflow.errors import WhaleflowError
+from whaleflow.storage import NOT_MIRRORED, RunStore
 
+from . import quiet_exit
 from .trial_log import trial_log
 
 SCALARS = (int, float, str, bool)
@@ -64,9 +70,10 @@ def read_attempts(trial_dir: str | Path) -> list[dict[str, Any]]:
 class TuneReporter(Callback):
     """Per epoch: ``tune.report(metrics, checkpoint=...)``; the checkpoint is the trainer's folder."""
 
-    def __init__(self, trial_dir: Path, extra: dict[str, Any]):
+    def __init__(self, trial_dir: Path, extra: dict[str, Any], store: RunStore | None = None):
         self.trial_dir = trial_dir
         self.extra = extra
+        self.store = store
         self.last_val = 0.0
         self.started = False
 
@@ -83,6 +90,8 @@ class TuneReporter(Callback):
         self.last_val = row["val_map5"]
         row.update(self.extra, epochs_total=trainer.total_epochs, best_map5=trainer.state.best_map5)
         ckpt_dir = metrics.get("checkpoint_dir")
+        if self.store is not None:  # metrics.csv, log.txt and checkpoints in the bucket before Tune counts the epoch
+            self.store.push(self.trial_dir.relative_to(self.store.local).as_posix())
         checkpoint = tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
         tune.report(row, checkpoint=checkpoint)
 
@@ -103,12 +112,14 @@ def restore_checkpoint(checkpoint, checkpoint_dir: Path) -> bool:
 
 def _mining_client(cfg: Config, model_cfg, name: str):
     from .mining_actor import RayMiningClient
+    from .resources import mining_actor_memory
 
     return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
-                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}").start()
+                           actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}",
+                           memory=mining_actor_memory(cfg)).start()
 
 
-def _claim(trial_dir: Path, fingerprint: str) -> None:
+def _claim(trial_dir: Path, fingerprint: str, store: RunStore) -> None:
     """Make ``trial_dir`` this trial's before anything is written into it: a folder trained with
     other settings goes to ``stale/`` now, and the fingerprint marks the folder as ours, so the
     trainer does not mistake this trial's own ``params.json`` for a stale trial's."""
@@ -117,18 +128,21 @@ def _claim(trial_dir: Path, fingerprint: str) -> None:
 
     moved = set_aside_if_stale(trial_dir, fingerprint)
     if moved is not None:
+        rel = lambda p: p.relative_to(store.local).as_posix()  # noqa: E731
+        store.move(rel(trial_dir), rel(moved))  # the bucket's copy too, or a later pull brings it back
         print(f"settings changed since {trial_dir} was trained; the old trial moved to {moved}", file=sys.stderr)
     trial_dir.mkdir(parents=True, exist_ok=True)
     write_text(trial_dir / "fingerprint.txt", fingerprint + "\n")
 
 
-def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extra: dict[str, Any]) -> dict:
+def _train(cfg: Config, model_cfg, store: RunStore, trial_dir: Path, config: dict[str, Any],
+           extra: dict[str, Any]) -> dict:
     from ray import tune
 
-    from whaleflow.data.prepare import load_prepared
+    from whaleflow.pipeline import load_run_prepared
     from whaleflow.training import train_model, trial_fingerprint
 
-    _claim(trial_dir, trial_fingerprint(cfg, model_cfg))
+    _claim(trial_dir, trial_fingerprint(cfg, model_cfg), store)
     (trial_dir / "params.json").write_text(json.dumps(
         {"model": model_cfg.name, "params": config["variant"].get("params") or {},
          "trial_id": tune.get_context().get_trial_id()}, indent=2, default=str), encoding="utf-8")
@@ -139,13 +153,12 @@ def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extr
 
         siamese_mines = model_cfg.family == "siamese" and mining_enabled(model_cfg.mining)
         mining = _mining_client(cfg, model_cfg, extra["trial"]) if siamese_mines else None
-        reporter = TuneReporter(trial_dir, extra)
+        reporter = TuneReporter(trial_dir, extra, store if store.remote else None)
         # the loader's workers come out of the trial's own CPUs (train.workers unset)
         task_kwargs = {"cpus": cfg.ray.cpus_per_trial, **({"mining_client": mining} if mining is not None else {})}
         try:
-            prepared = load_prepared(Path(cfg.output.dir) / "prepared", local_cache_dir=cfg.data.local_cache_dir)
             result = train_model(
-                cfg, model_cfg, prepared, trial_dir,
+                cfg, model_cfg, load_run_prepared(cfg), trial_dir,
                 callbacks=[reporter, ProgressPrinter(model_cfg.name, stream=log)], resume=True,
                 task_kwargs=task_kwargs, progress=False,
             )
@@ -187,11 +200,14 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     from .search_space import model_for_trial
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not one "checkpoint created" line per epoch
+    quiet_exit.install()  # Tune stops this worker with SIGTERM when the trial ends: no traceback for it
     cfg = cpu_unless_given_gpus(from_dict(Config, base))
     model_cfg = model_for_trial(cfg, config["variant"])
     torch.set_num_threads(max(1, int(round(cfg.ray.cpus_per_trial))))
     name = tune.get_context().get_trial_name()
-    trial_dir = Path(cfg.output.dir) / "trials" / name
+    store = RunStore.for_config(cfg)
+    store.pull(f"trials/{name}", exclude=NOT_MIRRORED)  # what earlier attempts (on any node) left
+    trial_dir = store.local / "trials" / name
     extra: dict[str, Any] = {"trial": name, "model": model_cfg.name, "family": model_cfg.family,
                              "node_id": _node_id(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES") or "",
                              "device": cfg.train.device}
@@ -199,6 +215,10 @@ def train_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     if result is not None:  # trained by an earlier run into this run folder: leave it untouched
         extra["skipped"] = True
     else:
-        result = _train(cfg, model_cfg, trial_dir, config, extra)
+        store.pull(f"trials/{name}")  # and its checkpoints, to resume from when Tune has none
+        try:
+            result = _train(cfg, model_cfg, store, trial_dir, config, extra)
+        finally:
+            store.push(f"trials/{name}")
     final = {k: v for k, v in result.items() if isinstance(v, SCALARS)}
     tune.report({**extra, **final, "val_map5": float(result["val_map5"]), "finished": True})

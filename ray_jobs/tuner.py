@@ -12,8 +12,9 @@ interrupted run restores one experiment. The three Tune pieces stay separate:
   (:class:`~ray_jobs.per_model_asha.PerModelASHA`) or none; ``num_samples``;
   ``max_concurrent_trials``; metric ``val_map5``, mode ``max``;
 * how to run — :func:`run_config`: storage under ``RUN_DIR/tune`` (Tune's CSV, JSON
-  and TensorBoard logs and its checkpoints live in the run folder), keep the last
-  checkpoint, ``FailureConfig(max_failures)``.
+  and TensorBoard logs and its checkpoints live in the run folder; for an ``s3://`` or
+  ``gs://`` run folder that is Tune's ``storage_path`` URI, read and written through
+  pyarrow.fs), keep the last checkpoint, ``FailureConfig(max_failures)``.
 
 Resources per trial come from ``tune.with_resources``: one STRICT_PACK placement group
 (:mod:`ray_jobs.resources`) of ``gpus_per_trial`` (fractions pack small models on one
@@ -37,6 +38,7 @@ from ray import tune
 from whaleflow.config import Config, to_dict
 from whaleflow.errors import WhaleflowError
 from whaleflow.io import write_json
+from whaleflow.storage import RunStore
 
 from .resources import check_requests, resources_for
 from .search_space import check_models, expanded_variants, param_space, trial_namer
@@ -50,8 +52,15 @@ class Interrupted(KeyboardInterrupt):
 METRIC, MODE = "val_map5", "max"
 
 
-def experiment_path(cfg: Config) -> Path:
-    return Path(cfg.output.dir).resolve() / "tune" / EXPERIMENT
+def experiment_path(cfg: Config) -> str:
+    """Tune's experiment folder: an absolute path, or a URI for a run folder at one."""
+    return RunStore.for_config(cfg).uri(f"tune/{EXPERIMENT}")
+
+
+def tune_dir(cfg: Config) -> Path:
+    """This node's ``RUN_DIR/tune`` for whaleflow's own files there (experiment.json, trials.json,
+    optuna.db); pushed to the run folder when it is a URI."""
+    return RunStore.for_config(cfg).local / "tune"
 
 
 def gpus_for_trials(cfg: Config) -> float:
@@ -87,7 +96,7 @@ def tune_config(cfg: Config):
     if r.searcher == "optuna":
         from .variant_searcher import VariantSearcher
 
-        db = experiment_path(cfg).parent / "optuna.db"
+        db = tune_dir(cfg) / "optuna.db"  # SQLite needs a local file: pulled before, pushed after the run
         db.parent.mkdir(parents=True, exist_ok=True)
         searcher = VariantSearcher(expanded_variants(cfg), r.num_samples, metric=METRIC, mode=MODE,
                                    seed=cfg.train.seed, storage_url=f"sqlite:///{db}")
@@ -109,9 +118,8 @@ def tune_config(cfg: Config):
 
 
 def run_config(cfg: Config, *, progress: bool):
-    path = experiment_path(cfg)
     return tune.RunConfig(
-        name=path.name, storage_path=str(path.parent),
+        name=EXPERIMENT, storage_path=RunStore.for_config(cfg).uri("tune"),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures),
         verbose=0,
@@ -152,10 +160,14 @@ class EpochLines(tune.Callback):
         self._say(f"[{trial}] failed for good; see error.txt in {trial.local_path}")
 
 
-def _archive_previous(path: Path) -> None:
+def _archive_previous(cfg: Config) -> None:
     """A fresh run keeps the old experiment's logs beside it instead of mixing them."""
-    if path.exists():
-        path.rename(path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
+    store, rel = RunStore.for_config(cfg), f"tune/{EXPERIMENT}"
+    dest = f"{rel}.{time.strftime('%Y%m%d-%H%M%S')}"
+    if store.remote:
+        store.move(rel, dest)
+    elif (store.local / rel).exists():
+        (store.local / rel).rename(store.local / dest)
 
 
 #: RUN_DIR/tune/experiment.json: which settings the experiment in tune/whaleflow runs, and whether it ended
@@ -168,32 +180,34 @@ def experiment_fingerprint(cfg: Config) -> str:
     """A hash of what the experiment trains and searches (not where its output goes or how it connects)."""
     d = to_dict(cfg)
     d.pop("output", None), d.pop("ensemble", None)
+    d["data"].pop("local_cache_dir", None)
     for key in _HOW_TO_RUN:
         d["ray"].pop(key, None)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _state(path: Path) -> dict[str, Any]:
-    file = path.parent / STATE_FILE
+def _state(cfg: Config) -> dict[str, Any]:
+    RunStore.for_config(cfg).pull(f"tune/{STATE_FILE}")
+    file = tune_dir(cfg) / STATE_FILE
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
 
-def _mark(path: Path, cfg: Config, state: str) -> None:
-    write_json(path.parent / STATE_FILE, {"fingerprint": experiment_fingerprint(cfg), "state": state,
-                                          "time": time.time()})
+def _mark(cfg: Config, state: str) -> None:
+    write_json(tune_dir(cfg) / STATE_FILE, {"fingerprint": experiment_fingerprint(cfg), "state": state,
+                                            "time": time.time()})
+    RunStore.for_config(cfg).push(f"tune/{STATE_FILE}")
 
 
 def continuable(cfg: Config) -> bool:
     """Rerunning the same command continues the experiment when it did not end (Ctrl+C, a lost
     driver) and its settings are unchanged; otherwise a fresh experiment starts (finished trials
     are still never retrained, unfinished ones still resume from their trial folders)."""
-    path = experiment_path(cfg)
-    state = _state(path)
+    state = _state(cfg)
     return (state.get("state") != "done" and state.get("fingerprint") == experiment_fingerprint(cfg)
-            and tune.Tuner.can_restore(str(path)))
+            and tune.Tuner.can_restore(experiment_path(cfg)))
 
 
 def run_experiment(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
@@ -216,18 +230,26 @@ def run_experiment(cfg: Config, *, resume: bool = True, progress: bool = True) -
     check_requests(cfg, gpus)  # a trial no node can hold fails now, not after hours of Tune warnings
     trainable = build_trainable(cfg, gpus)
     continued = resume and continuable(cfg)
+    store = RunStore.for_config(cfg)
+    store.pull("tune/optuna.db")
     if continued:
         say(f"continuing the interrupted Tune experiment in {path}")
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
-        _archive_previous(path)
+        _archive_previous(cfg)
         tuner = tune.Tuner(trainable, param_space={} if cfg.ray.searcher == "optuna" else param_space(cfg),
                            tune_config=tune_config(cfg), run_config=run_config(cfg, progress=progress))
-    _mark(path, cfg, "running")
-    with _quiet_tune(not progress or cfg.output.quiet):
-        results = tuner.fit()
-    summary = summarize(results, path)  # raises Interrupted when trials are left unfinished
-    _mark(path, cfg, "done")
+    _mark(cfg, "running")
+    try:
+        with _quiet_tune(not progress or cfg.output.quiet):
+            results = tuner.fit()
+    finally:
+        store.push("tune/optuna.db")
+    try:
+        summary = summarize(results, path, tune_dir(cfg))  # raises Interrupted when trials are left unfinished
+    finally:
+        store.push("tune/trials.json")
+    _mark(cfg, "done")
     return {**summary, "continued": continued}
 
 
@@ -251,7 +273,7 @@ def _quiet_tune(quiet: bool):
             os.environ["RAY_AIR_NEW_OUTPUT"] = old_env
 
 
-def summarize(results, path: Path) -> dict[str, Any]:
+def summarize(results, path: str, out_dir: Path) -> dict[str, Any]:
     """Per trial: finished (exported), stopped (by ASHA), error, or interrupted (no ``done`` yet)."""
     trials: dict[str, dict[str, Any]] = {}
     for res in results:
@@ -269,7 +291,7 @@ def summarize(results, path: Path) -> dict[str, Any]:
     count = {s: sum(t["state"] == s for t in trials.values()) for s in ("finished", "stopped", "error", "interrupted")}
     finished, interrupted = count["finished"], count["interrupted"]
     summary = {"experiment": str(path), "trials": trials, **count}
-    write_json(path.parent / "trials.json", summary)
+    write_json(out_dir / "trials.json", summary)
     if interrupted:
         raise Interrupted(f"{interrupted} trial(s) unfinished")
     if finished == 0:

@@ -39,3 +39,14 @@ def test_bad_header_names_file_and_row(tmp_path):
     (tmp_path / "s.csv").write_text("img,label\na,w1\n")
     with pytest.raises(DataError, match=r"s.csv, row 1: missing column"):
         read_submission(tmp_path / "s.csv")
+
+
+def test_outputs_get_the_ordinary_file_mode(tmp_path):
+    """Atomic writes must not leave mkstemp's private 0600 mode on shared run files."""
+    from whaleflow import io
+
+    path = io.write_text(tmp_path / "summary.json", "{}")
+    plain = tmp_path / "plain.json"
+    with open(plain, "w") as fh:  # what an ordinary open() gives under this umask
+        fh.write("{}")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

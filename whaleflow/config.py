@@ -38,8 +38,10 @@ class DataConfig:
     boxes: str | None = None          # box CSV: Image,x0,y0,x1,y1
     box_margin: float = 0.05          # fraction of the box size added on each side
     strict: bool = False              # corrupt images are an error instead of skipped
-    # a folder on each node's local disk: trials copy the prepared image caches there and
-    # read them from it (set it when output.dir is on a network filesystem)
+    # a folder on this node's local disk for copies: with an s3:// or gs:// output.dir each node's
+    # working copy of the run (prepared cache included); with a path output.dir (a network
+    # filesystem) the prepared image caches, copied once per node and read from there.
+    # None → a URI run mirrors under $TMPDIR/whaleflow, a path run reads the caches in place
     local_cache_dir: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -70,9 +72,12 @@ class StageConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     dropout: float = 0.0
+    eval_every: int | None = None     # validate every this many epochs of the stage (None: train.eval_every)
 
     def __post_init__(self):
         size_hw(self.size)
+        if self.eval_every is not None and int(self.eval_every) < 1:
+            raise ConfigError(f"stage eval_every must be >= 1, got {self.eval_every}. Fix: set it to a positive integer or leave it out.")
 
 
 def size_hw(size) -> tuple[int, int]:
@@ -120,7 +125,7 @@ class MiningConfig:
     solver: str = "dense"             # dense | sparse | none (random pairs only)
     every: int = 2                    # a mining round every K epochs
     start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
-    random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
+    random_share: float = 0.2         # share of random pairs kept in every mined batch (0 ≤ x < 1)
     hard_positives: bool = True       # positives by the least-similar assignment inside each individual
     mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
     k: int = 50                       # candidates per image for the sparse solver
@@ -211,6 +216,8 @@ class PredictConfig:
     flip_tta: bool = True
     use_duplicates: bool = True
     class_agg: str = "max"            # how image scores become class scores: max | mean
+    store_topk: int = 100             # above store_topk_above classes, score files keep each query's top this many
+    store_topk_above: int = 2000      # (float16 values, int32 ids: 17 MB instead of 1.7 GB at Happywhale scale)
 
 
 @dataclass(frozen=True)
@@ -244,7 +251,9 @@ class RayConfig:
     max_failures: int = 2
     object_store_memory: int | None = None
     mining_actor_cpus: float = 0.0
+    mining_actor_memory_gb: float = 1.0   # Ray `memory` the MiningActor asks for (sparse at HWI: well under 1)
     mining_timeout_s: float = 120.0
+    ensemble_memory_gb: float | None = None  # Ray `memory` of the ensemble task; None: estimated from the score files
 
 
 @dataclass(frozen=True)

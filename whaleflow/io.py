@@ -25,10 +25,23 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp makes 0600 files; a run folder is shared (a lab's server, a review page),
+        # so give the file the mode an ordinary open() would: 0666 less the umask
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once at import: os.umask can only be read by setting it, which races other threads
+_UMASK = _read_umask()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

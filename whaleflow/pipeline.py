@@ -3,6 +3,11 @@
 ``ray_jobs.pipeline`` runs the same steps with trials on a Ray cluster; both end in
 :func:`finalize`, which scores the submission against ``answers.csv`` when the data
 folder has one (synthetic sets do) and writes ``summary.json``.
+
+``output.dir`` may be a URI (``s3://…``, ``gs://…``): every step then works in this
+machine's copy of the run folder (:class:`~whaleflow.storage.RunStore`), pulling what it
+reads and pushing what it wrote, so the run folder in the bucket is always complete up
+to the last finished step.
 """
 from __future__ import annotations
 
@@ -16,6 +21,12 @@ from typing import Any
 from .config import Config, dump_config
 from .io import write_json
 from .labels import NEW_WHALE
+from .storage import NOT_MIRRORED, RunStore
+
+#: what the ensemble writes into the run folder (pushed as a whole when the run folder is a URI)
+ENSEMBLE_OUTPUTS = ("ensemble", "submission.csv", "trials/classifier")
+#: what finalize writes
+FINAL_OUTPUTS = ("summary.json", "submission.csv", "report")
 
 
 def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
@@ -25,7 +36,7 @@ def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
     from .data.synthetic import generate_synthetic
 
     syn = cfg.data.synthetic
-    root = Path(cfg.output.dir) / f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+    root = RunStore.for_config(cfg).local / f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
     if not (root / "train.csv").exists():
         if progress and not cfg.output.quiet:
             print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}) in {root}")
@@ -34,37 +45,84 @@ def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
 
 
 def start_run(cfg: Config, *, progress: bool = True) -> Config:
-    """Create the run folder, resolve the data root, and save the resolved config."""
-    run_dir = Path(cfg.output.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Create the run folder, resolve the data root, and save the resolved config.
+
+    ``output.dir`` stays as given (a URI is never turned into a local path); a URI's bucket
+    must be reachable now, not after the data is prepared.
+    """
+    store = RunStore.for_config(cfg)
+    store.check()
+    store.local.mkdir(parents=True, exist_ok=True)
     cfg = resolve_data(cfg, progress=progress)
-    dump_config(cfg, run_dir / "config.yaml")
+    dump_config(cfg, store.local / "config.yaml")
+    store.push("config.yaml")
     return cfg
 
 
 def run_prepare(cfg: Config, *, progress: bool = True):
+    """Prepare into the run folder (an earlier ``prepared/`` there is reused when unchanged)."""
     from .data.prepare import prepare
 
-    return prepare(cfg, Path(cfg.output.dir), progress=progress and not cfg.output.quiet)
+    store = RunStore.for_config(cfg)
+    with store.lock("prepared"):
+        store.pull("prepared")
+        prepared = prepare(cfg, store.local, progress=progress and not cfg.output.quiet)
+        store.push("prepared", delete=True)  # caches prepare pruned go from the bucket too
+    return prepared
+
+
+def load_run_prepared(cfg: Config):
+    """Open the run's ``prepared/`` on this node: staged to its local disk when the run folder is
+    a URI; with a path run folder and ``data.local_cache_dir`` set, its image caches are read from
+    copies on this node's disk (a path run folder is a shared, often network, filesystem)."""
+    from .data.prepare import load_prepared
+
+    store = RunStore.for_config(cfg)
+    local = None if store.remote else cfg.data.local_cache_dir  # a URI run's mirror is local already
+    return load_prepared(store.stage("prepared"), local_cache_dir=local)
+
+
+def train_in_store(cfg: Config, model_cfg, prepared, name: str, **kwargs) -> dict[str, Any]:
+    """``train_model`` into ``trials/<name>``, continuing what the run folder already holds of it."""
+    from .training import train_model, trial_finished
+
+    store = RunStore.for_config(cfg)
+    store.pull(f"trials/{name}", exclude=NOT_MIRRORED)
+    if not trial_finished(store.local / "trials" / name):  # an unfinished trial resumes from its checkpoints
+        store.pull(f"trials/{name}")
+    try:
+        return train_model(cfg, model_cfg, prepared, store.local / "trials" / name, **kwargs)
+    finally:
+        store.push(f"trials/{name}")
+
+
+def ensemble_in_store(cfg: Config, *, progress: bool = True, test_duplicates=None) -> dict[str, Any]:
+    """``run_ensemble`` over the run folder's finished trials (read without their checkpoints)."""
+    from .ensemble import run_ensemble
+
+    store = RunStore.for_config(cfg)
+    store.pull("trials", exclude=NOT_MIRRORED)
+    store.pull("ensemble")  # the Optuna study a rerun continues
+    try:
+        return run_ensemble(cfg, store.local, progress=progress, test_duplicates=test_duplicates)
+    finally:
+        for rel in ENSEMBLE_OUTPUTS:
+            store.push(rel)
 
 
 def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """Every step in this process, models one after another."""
-    from .ensemble import run_ensemble
-    from .training import train_model
-
     timings: dict[str, float] = {}
     t0 = time.time()
     cfg = start_run(cfg, progress=progress)
     prepared = run_prepare(cfg, progress=progress)
     timings["prepare_s"] = time.time() - t0
-    run_dir = Path(cfg.output.dir)
     for model_cfg in cfg.models:
         t = time.time()
-        train_model(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name, resume=resume, progress=progress)
+        train_in_store(cfg, model_cfg, prepared, model_cfg.name, resume=resume, progress=progress)
         timings[f"train_{model_cfg.name}_s"] = time.time() - t
     t = time.time()
-    ensemble = run_ensemble(cfg, run_dir, progress=progress, test_duplicates=_duplicates(cfg, prepared))
+    ensemble = ensemble_in_store(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
     timings["ensemble_s"] = time.time() - t
     timings["total_s"] = time.time() - t0
     return finalize(cfg, prepared, ensemble, timings, progress=progress)
@@ -113,10 +171,12 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
     from .metrics import map_at_k
     from .submission import read_answers, read_submission
 
-    run_dir = Path(cfg.output.dir)
+    store = RunStore.for_config(cfg)
+    store.pull("submission.csv")  # the ensemble may have run on another node
+    run_dir = store.local
     added = complete_submission(run_dir, prepared)
     summary: dict[str, Any] = {
-        "run_dir": str(run_dir),
+        "run_dir": store.location,
         "data_root": cfg.data.root,
         "data": getattr(prepared, "summary", {}),
         "models": ensemble.get("models", {}),
@@ -135,7 +195,14 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
         summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
     write_json(run_dir / "summary.json", summary)
+    if store.remote:  # the report reads every trial's curves and the ensemble's files
+        store.pull("trials", exclude=NOT_MIRRORED)
+        store.pull("ensemble")
     summary["report"] = write_report(run_dir, quiet=cfg.output.quiet or not progress)
+    for rel in FINAL_OUTPUTS:
+        store.push(rel)
+    if store.remote and summary["report"]:
+        summary["report"] = store.uri("report/index.html")
     if progress and not cfg.output.quiet:
         print_summary(summary)
     return summary
@@ -166,7 +233,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     if "test_map5" in summary:
         print(f"test MAP@5 {summary['test_map5']:.4f} "
               f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")
-    print(f"submission: {Path(summary['run_dir']) / 'submission.csv'}")
+    print(f"submission: {summary['run_dir'].rstrip('/')}/submission.csv")
     if summary.get("report"):
         print(f"report: {summary['report']}")
     print(json.dumps({k: round(v, 1) for k, v in summary["timings"].items()}))

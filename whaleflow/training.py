@@ -49,7 +49,7 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
     for key in ("device", "workers", "prefetch"):
         payload["train"].pop(key, None)
-    payload["data"].pop("local_cache_dir", None)
+    payload["data"].pop("local_cache_dir", None)  # where a node keeps copies, not what it learns
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -190,3 +190,35 @@ def test_actor_passes_negative_codes(local_ray):
         assert got.neg_easy == pytest.approx(expected.neg_easy) and np.isfinite(got.neg_score)
     finally:
         client.close()
+
+
+def test_actor_mines_top_k_candidates_and_receives_n_k_bytes(local_ray):
+    """A sparse round: the client sends top-k candidates (≤ N·k·8 bytes), the actor mines the
+    same pairs as local mining on them."""
+    import torch
+
+    from ray_jobs.mining_actor import RayMiningClient
+    from whaleflow.mining import score_candidates
+    from whaleflow.models.pair_head import PairHead
+
+    cfg = MiningConfig(solver="sparse", k=8, start=0, noise_start=0.5, noise_end=0.5, noise_epochs=1)
+    torch.manual_seed(0)
+    n = 90
+    feats = torch.randn(n, 12)
+    head = PairHead(12, hidden=(16,)).eval()
+    labels = np.random.default_rng(0).integers(0, 25, n)
+    make = lambda: score_candidates(feats, head, k=cfg.k, neg_labels=labels, labels=labels, noise=0.5, seed=1)  # noqa: E731
+    local = LocalMiningClient(build_miner(cfg), seed=3)
+    local.submit_candidates(2, make, labels)
+    expected = local.poll()
+    client = RayMiningClient(cfg, seed=3, timeout_s=60, name="test-miner-topk")
+    try:
+        client.submit_candidates(2, make, labels)
+        got = _wait_pairs(client)
+        for field in ("neg_a", "neg_b", "pos_a", "pos_b"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(expected, field))
+        sent = client.status()["mining_bytes"]
+        stats = local_ray.get(client.actor.stats.remote())
+        assert 0 < sent == stats["bytes_received"] <= n * cfg.k * 8 and stats["rows_written"] == 0
+    finally:
+        client.close()

@@ -131,3 +131,25 @@ def test_the_cli_refuses_an_impossible_request_within_a_minute(ray_data, tmp_pat
     assert len(lines) == 1 and "ray.cpus_per_trial=64" in lines[0] and "the largest node has" in lines[0], proc.stderr
     assert seconds < 60, seconds
     print(f"CLI: impossible request refused in {seconds:.1f}s (Ray start included)")
+
+
+def test_memory_requests_of_the_mining_actor_and_the_ensemble(tiny_config, tmp_path):
+    """The MiningActor's `memory` sits in its own bundle; it counts only against nodes
+    that state their memory; the ensemble task's is estimated from the score files, capped by the node."""
+    from ray_jobs.ensemble_driver import ensemble_memory
+    from ray_jobs.resources import trial_bundles
+
+    cfg = tiny_config(tmp_path / "run", "ray.mining_actor_cpus=1", "ray.mining_actor_memory_gb=2")
+    assert trial_bundles(cfg, "siamese", 1.0)[1] == {"CPU": 1.0, "memory": 2.0 * 2**30}
+    assert "memory" not in trial_bundles(cfg, "metric", 1.0)[0]
+    shared = tiny_config(tmp_path / "run", "ray.mining_actor_memory_gb=2")  # no own bundle: no memory ask
+    assert all("memory" not in b for b in trial_bundles(shared, "siamese", 1.0))
+    check_requests(cfg, 1.0, nodes=[{"CPU": 4.0, "GPU": 1.0}], node_types=[])  # memory not stated: not counted
+    with pytest.raises(WhaleflowError, match=r"memory: 2\.0 GiB.*ray\.mining_actor_memory_gb=2"):
+        check_requests(cfg, 1.0, nodes=[{"CPU": 4.0, "GPU": 1.0, "memory": 2.0**30}], node_types=[])
+    trials = tmp_path / "run" / "trials" / "m"
+    trials.mkdir(parents=True)
+    (trials / "scores_val.npz").write_bytes(b"x" * 2**20)
+    est = ensemble_memory(cfg, node_memory=64 * 2**30)
+    assert est == 2**30 + (3 + 2) * 2**20
+    assert ensemble_memory(cfg, node_memory=2**29) == int(0.9 * 2**29)  # never above the node

@@ -162,7 +162,8 @@ def test_resources_per_variant(tiny_config, tmp_path):
     metric = res({"variant": {"model": "metric_compact"}})
     siamese = res({"variant": {"model": "siamese_compact"}})
     assert metric.bundles == [{"CPU": 2.0, "GPU": 0.5}]
-    assert siamese.bundles == [{"CPU": 2.0, "GPU": 0.5}, {"CPU": 1.0}], "the mining actor gets its own bundle"
+    # the mining actor gets its own bundle, holding its memory request (ray.mining_actor_memory_gb, 1 GiB)
+    assert siamese.bundles == [{"CPU": 2.0, "GPU": 0.5}, {"CPU": 1.0, "memory": float(2**30)}]
     assert metric.strategy == siamese.strategy == "STRICT_PACK", "a trial and its mining actor share one node"
     assert resources_for(cfg, 0.0)({"variant": {"model": "metric_compact"}}).bundles == [{"CPU": 2.0}]
 

@@ -4,7 +4,7 @@ Training reads every cached image many times per run, in random order. When
 ``output.dir`` is on a network filesystem (NFS, Lustre, a FUSE bucket) each of those
 reads is a round trip, and a cluster of trials reading one cache saturates the
 server; a local SSD serves them from the node. So a trial copies each cache folder
-once per node into ``local_cache_dir/<key>`` (the key is the cache's content hash, so
+once per node into ``local_cache_dir/caches/<key>`` (the key is the cache's content hash, so
 a stale copy is never reused for a changed cache) and maps it from there. A file lock
 makes the trials of one node copy once; the copy goes to a temporary folder and is
 renamed into place, so a killed copy never looks finished.
@@ -24,7 +24,7 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs"
 def local_copy(cache_dir: str | Path, local_root: str | Path) -> Path:
     """The local copy of the finished cache folder ``cache_dir`` (made now if missing)."""
     src = Path(cache_dir)
-    root = Path(local_root).expanduser()
+    root = Path(local_root).expanduser() / "caches"  # beside runs/, the mirrors of URI run folders
     dest = root / src.name
     if _complete(src, dest):
         return dest

@@ -20,6 +20,7 @@ back and reuses the cache folder, so it takes seconds.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import os
-
 from ..config import Config, cache_sizes
 from ..errors import DataError
 from ..io import write_csv, write_json, write_text
 from ..labels import NEW_WHALE
+from ..storage import is_uri
 from .cache import build_caches, cache_bytes, open_cache
 from .local_cache import local_copy, on_network_filesystem
 from .dedup import find_duplicates, hash_images, write_reports
@@ -188,10 +188,11 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     write_text(pdir / "summary.txt", text + "\n")
     if progress:
         print(text)
-        if not cfg.data.local_cache_dir and on_network_filesystem(cache_root):
+        if not cfg.data.local_cache_dir and not is_uri(cfg.output.dir) and on_network_filesystem(cache_root):
             print(f"note: {cache_root} is on a network filesystem; set data.local_cache_dir to a folder on "
                   "each node's local disk and trials read the caches from a copy there")
-    return _opened(pdir, index, summary, test_dups, cfg.data.local_cache_dir)
+    local = None if is_uri(cfg.output.dir) else cfg.data.local_cache_dir  # a URI run's mirror is local already
+    return _opened(pdir, index, summary, test_dups, local)
 
 
 def load_prepared(prepared_dir: str | Path, local_cache_dir: str | Path | None = None) -> Prepared:

@@ -125,6 +125,21 @@ class Trainer:
         np.random.seed(s)
         torch.manual_seed(s)
 
+    def _evaluates(self, epoch: int) -> bool:
+        """Validate after ``epoch``? Every ``eval_every`` epochs — the stage's own when it sets
+        one, counted from the stage's first epoch, and always on a stage's last epoch (its
+        best weights are then known at that size) — else every ``train.eval_every`` epochs
+        of the run, as before; always after the run's last epoch."""
+        stage_idx = self._stage_of_epoch[epoch]
+        every = self.stages[stage_idx].eval_every
+        if epoch == self.total_epochs - 1:
+            return True
+        if every is None:
+            return (epoch + 1) % self.eval_every == 0
+        first = self._stage_of_epoch.index(stage_idx)
+        stage_last = epoch + 1 == len(self._stage_of_epoch) or self._stage_of_epoch[epoch + 1] != stage_idx
+        return (epoch - first + 1) % int(every) == 0 or stage_last
+
     def restore(self, path: str | Path | None = None) -> bool:
         """Load the newest checkpoint that loads (``last.pt``, else ``previous.pt``, said on
         stderr); True if something was restored. Temp files of a killed write are removed."""
@@ -163,7 +178,7 @@ class Trainer:
             metrics = dict(self.task.train_epoch(epoch))
             last = epoch == self.total_epochs - 1
             val = None
-            if (epoch + 1) % self.eval_every == 0 or last:
+            if self._evaluates(epoch):
                 val = float(self.task.evaluate())
             self.task.end_epoch(epoch, val)
             metrics.update(

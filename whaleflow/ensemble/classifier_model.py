@@ -16,7 +16,9 @@ Two fits, mirroring how the other models build their galleries:
 
 The result is written to ``RUN_DIR/trials/classifier/`` exactly like a trial
 (``scores_val.npz``, ``scores_test.npz``, ``model.pt``, then ``result.json`` last), so
-the driver and the report treat it as one more model. ``result.json`` carries a
+the driver and the report treat it as one more model; above ``predict.store_topk_above``
+classes the score files keep each query's top ``predict.store_topk`` classes, like a
+trial's. The head trains on the GPU when there is one. ``result.json`` carries a
 fingerprint of the inputs and settings; when nothing changed a rerun reuses it.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..config import ClassifierConfig, to_dict
 from ..inference import ClassScores
+from ..inference.topk_scores import TopKScores
 from ..inference.topk import truth_indices
 from ..io import write_json
 from ..labels import NEW_WHALE
@@ -40,6 +43,7 @@ __all__ = ["CLASSIFIER_NAME", "ClassifierOutcome", "build_classifier_model", "em
            "gather_embeddings"]
 
 CLASSIFIER_NAME = "classifier"
+_CHUNK = 4096
 
 
 @dataclass
@@ -96,15 +100,32 @@ def _scaled_blocks(paths: Sequence[Path]):
     return blocks, scaling, images, roles, ids
 
 
-def _fit_predict(cfg: ClassifierConfig, seed: int, x, ids, fit_mask, query_mask):
+def _fit(cfg: ClassifierConfig, seed: int, x, ids, fit_mask):
     from ..classify import build_classifier
+    from ..engine.device import resolve_device
 
     known = fit_mask & (ids != NEW_WHALE) & (ids != "")
     classes = np.array(sorted(set(ids[known])))
     col = {c: i for i, c in enumerate(classes)}
-    model = build_classifier(cfg, seed=seed)
+    model = build_classifier(cfg, seed=seed, device=str(resolve_device("auto")))  # the GPU when there is one
     model.fit(x[known], np.array([col[c] for c in ids[known]], dtype=np.int64), num_classes=len(classes))
-    return model, model.predict_scores(x[query_mask]), classes
+    return model, classes
+
+
+def _scores(model, x, images, classes, truth, topk: int, above: int | None):
+    """The classifier's class scores of ``x``: dense, or top-``topk`` per query (in row chunks,
+    so a 27,956 × 15,587 softmax never exists at once) above ``above`` classes."""
+    if above is None or len(classes) <= above or topk >= len(classes):
+        return ClassScores(model.predict_scores(x), images, classes, truth)
+    parts = [TopKScores.from_dense(ClassScores(model.predict_scores(x[a:a + _CHUNK]), images[a:a + _CHUNK], classes),
+                                   topk) for a in range(0, len(x), _CHUNK)]
+    return TopKScores.concat(parts, truth)
+
+
+def _threshold(scores) -> tuple[float, float]:
+    if isinstance(scores, TopKScores):  # the top five are among the kept classes: exact
+        return best_threshold(RankedTopK.from_scores(scores.values.astype(np.float32), scores.truth_columns()))
+    return best_threshold(RankedTopK.from_scores(scores.scores, truth_indices(scores.truth, scores.classes)))
 
 
 def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int) -> str:
@@ -122,6 +143,8 @@ def build_classifier_model(
     *,
     seed: int = 0,
     reuse: bool = True,
+    store_topk: int = 100,
+    store_topk_above: int | None = 2000,
 ) -> ClassifierOutcome:
     """Fit the classifier on the embeddings of the trials named in ``sources``.
 
@@ -155,15 +178,16 @@ def build_classifier_model(
     if n_train_classes < 2 or not val.any() or not test.any():
         return ClassifierOutcome(None, f"classifier on embeddings: skipped, {n_train_classes} known training "
                                        f"individuals, {int(val.sum())} val and {int(test.sum())} test images")
-    _, s_val, c_val = _fit_predict(cfg, seed, x, ids, train, val)
-    model, s_test, c_test = _fit_predict(cfg, seed, x, ids, train | val, test)
-    val_scores = ClassScores(s_val, images[val], c_val, ids[val])
+    model, c_val = _fit(cfg, seed, x, ids, train)
+    val_scores = _scores(model, x[val], images[val], c_val, ids[val], store_topk, store_topk_above)
+    model, c_test = _fit(cfg, seed, x, ids, train | val)
+    test_scores = _scores(model, x[test], images[test], c_test, None, store_topk, store_topk_above)
     out_dir.mkdir(parents=True, exist_ok=True)
     existing.unlink(missing_ok=True)  # result.json marks a finished model: drop it while rewriting
     val_scores.save(out_dir / "scores_val.npz")
-    ClassScores(s_test, images[test], c_test).save(out_dir / "scores_test.npz")
+    test_scores.save(out_dir / "scores_test.npz")
     model.save(out_dir / "model.pt")
-    threshold, value = best_threshold(RankedTopK.from_scores(s_val, truth_indices(ids[val], c_val)))
+    threshold, value = _threshold(val_scores)
     source_names = [p.parent.name for p in paths]
     write_json(existing, {
         "name": CLASSIFIER_NAME,

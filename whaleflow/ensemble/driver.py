@@ -25,13 +25,13 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import DataError
-from ..inference import ClassScores
-from ..inference.topk import predict_labels, truth_indices
+from ..inference.topk_scores import load_class_scores
 from ..io import write_csv, write_json
 from ..submission import write_submission
-from .blend import align_all, blend_matrices, common_classes
+from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
 from .normalize import ScoreNormalizer
+from .score_space import build_space, fit_normalizer, truth_of
 from .tune import RankedTopK, tune_blend
 
 __all__ = ["TrialArtifacts", "find_trials", "run_ensemble", "apply_duplicates"]
@@ -85,7 +85,7 @@ def apply_duplicates(labels: Sequence[str], first: Sequence[str], k: int = 5) ->
     return out[:k]
 
 
-def _covers(scores: ClassScores, images: np.ndarray) -> bool:
+def _covers(scores, images: np.ndarray) -> bool:
     return set(map(str, images)) <= set(map(str, scores.images))
 
 
@@ -102,7 +102,8 @@ def run_ensemble(
     ecfg = cfg.ensemble
     show = progress and not cfg.output.quiet
     trials, notes = find_trials(run_dir)
-    outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed)
+    outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed,
+                                     store_topk=cfg.predict.store_topk, store_topk_above=cfg.predict.store_topk_above)
     notes.append(outcome.note)
     if outcome.trial_dir is not None:
         trials.append(TrialArtifacts(CLASSIFIER_NAME, outcome.trial_dir,
@@ -112,8 +113,9 @@ def run_ensemble(
                         fix="train at least one model (whaleflow tune) before the ensemble.")
 
     # ---- load, check coverage, normalise each model with its own validation statistics
-    vals = [ClassScores.load(t.path / "scores_val.npz") for t in trials]
-    tests = [ClassScores.load(t.path / "scores_test.npz") for t in trials]
+    # (files are dense or top-K; :mod:`.score_space` gives the blend's columns either way)
+    vals = [load_class_scores(t.path / "scores_val.npz") for t in trials]
+    tests = [load_class_scores(t.path / "scores_test.npz") for t in trials]
     val_images, test_images = np.asarray(vals[0].images).astype(str), np.asarray(tests[0].images).astype(str)
     keep = []
     for i, t in enumerate(trials):
@@ -126,13 +128,16 @@ def run_ensemble(
     trials, vals, tests = [trials[i] for i in keep], [vals[i] for i in keep], [tests[i] for i in keep]
     if vals[0].truth is None:
         raise DataError("validation scores carry no truth labels.", file=trials[0].path / "scores_val.npz")
-    norms = {t.name: ScoreNormalizer.fit(v.scores) for t, v in zip(trials, vals)}
-    nval = [ClassScores(norms[t.name].transform(v.scores), v.images, v.classes, v.truth) for t, v in zip(trials, vals)]
-    ntest = [ClassScores(norms[t.name].transform(s.scores), s.images, s.classes) for t, s in zip(trials, tests)]
-    val_classes, test_classes = common_classes(nval), common_classes(ntest)
-    mats_val, mats_test = align_all(nval, val_classes, val_images), align_all(ntest, test_classes, test_images)
-    truth = vals[0].aligned(vals[0].classes, val_images).truth.astype(str)
-    truth_idx = truth_indices(truth, val_classes)
+    norms = {t.name: fit_normalizer(v) for t, v in zip(trials, vals)}
+    val_space, mats_val = build_space(vals, [norms[t.name] for t in trials], val_images)
+    test_space, mats_test = build_space(tests, [norms[t.name] for t in trials], test_images)
+    truth = truth_of(vals, val_images)
+    del vals, tests  # the per-model files: only the (n, columns) matrices are needed from here
+    if val_space.cand is not None:
+        notes.append(f"top-K class scores: blended over each query's {val_space.cand.shape[1]} (validation) and "
+                     f"{test_space.cand.shape[1]} (test) candidate classes at most")
+    truth_idx = val_space.truth_indices(truth)
+    val_classes, test_classes = val_space.classes, test_space.classes
 
     # ---- tune weights and threshold
     fixed = cfg.predict.new_whale_threshold
@@ -149,7 +154,7 @@ def run_ensemble(
     # ---- validation outputs
     blended_val = blend_matrices(mats_val, weights)
     k = min(5, len(val_classes))
-    val_pred = predict_labels(blended_val, val_classes, threshold, k=k)
+    val_pred = val_space.predict_labels(blended_val, threshold, k=k)
     hit = [next((j + 1 for j, lab in enumerate(p) if lab == tr), 0) for p, tr in zip(val_pred, truth)]
     write_csv(ens_dir / "val_predictions.csv", pd.DataFrame({
         "image": val_images, "truth": truth, "top5": [" ".join(p) for p in val_pred], "hit_position": hit,
@@ -163,7 +168,7 @@ def run_ensemble(
 
     # ---- test predictions and submission
     blended_test = blend_matrices(mats_test, weights)
-    test_pred = predict_labels(blended_test, test_classes, threshold, k=min(5, len(test_classes)))
+    test_pred = test_space.predict_labels(blended_test, threshold, k=min(5, len(test_classes)))
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0

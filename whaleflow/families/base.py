@@ -12,6 +12,7 @@ loop sums its loss on the device and reads it once per epoch: no CPU sync per st
 from __future__ import annotations
 
 import abc
+import contextlib
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..inference import ClassScores
 from ..inference.topk import truth_indices, tune_threshold
+from ..inference.topk_scores import store_class_scores
 from ..progress import progress
 from ..labels import NEW_WHALE
 
@@ -72,6 +74,7 @@ class FamilyTask(ModelTask):
         self._loader = None
         self.size = model_cfg.stages[0].size
         self.val_threshold: float | None = None
+        self._emb_cache: dict | None = None
 
     @staticmethod
     def _split(index, role: str) -> Split:
@@ -149,12 +152,57 @@ class FamilyTask(ModelTask):
     def modules(self):
         """All trainable modules (for dropout and mode switches)."""
 
+    @contextlib.contextmanager
+    def embedding_cache(self):
+        """Within this block every image is embedded once per network and flip.
+
+        An evaluation embeds the same gallery for several query sets (validation, test,
+        the embeddings export; the test gallery is train + val): with the cache each
+        cache row goes through the backbone once. Entries live on the device and are
+        dropped when the block ends (the weights change with the next step)."""
+        outer = self._emb_cache is None
+        if outer:
+            self._emb_cache = {}
+        try:
+            yield
+        finally:
+            if outer:
+                self._emb_cache = None
+
     @torch.inference_mode()
     def embed(self, fn: Callable[[torch.Tensor], torch.Tensor], rows: np.ndarray, flips, *, batch_size: int = 128) -> torch.Tensor:
         """Apply ``fn`` (images → vectors) to cached, unaugmented images in batches, in eval
-        mode; ``flips`` is one bool or one per row. The result stays on the device."""
-        self.model.eval()
+        mode; ``flips`` is one bool or one per row. The result stays on the device.
+        Inside :meth:`embedding_cache` an image already embedded is not embedded again."""
+        rows = np.asarray(rows, dtype=np.int64)
         flips = np.broadcast_to(np.asarray(flips, dtype=bool), (len(rows),))
+        if self._emb_cache is None or len(rows) == 0:
+            return self._embed_batches(fn, rows, flips, batch_size)
+        out = None
+        for flip in (False, True):
+            sel = np.flatnonzero(flips == flip)
+            if len(sel) == 0:
+                continue
+            key = (id(fn), str(self.size), flip)
+            slot = self._emb_cache.setdefault(key, {"pos": np.zeros(0, np.int64), "buf": None})
+            top = int(rows[sel].max()) + 1
+            if len(slot["pos"]) < top:  # position of each cache row in buf, -1 = not embedded yet
+                slot["pos"] = np.r_[slot["pos"], np.full(top - len(slot["pos"]), -1, np.int64)]
+            need = np.unique(rows[sel])
+            need = need[slot["pos"][need] < 0]
+            if len(need):
+                new = self._embed_batches(fn, need, np.full(len(need), flip), batch_size)
+                done = 0 if slot["buf"] is None else len(slot["buf"])
+                slot["buf"] = new if slot["buf"] is None else torch.cat([slot["buf"], new])
+                slot["pos"][need] = done + np.arange(len(need))
+            vecs = slot["buf"][torch.as_tensor(slot["pos"][rows[sel]], device=slot["buf"].device)]
+            if out is None:
+                out = torch.empty((len(rows), vecs.shape[1]), dtype=vecs.dtype, device=vecs.device)
+            out[torch.as_tensor(sel, device=out.device)] = vecs
+        return out
+
+    def _embed_batches(self, fn, rows: np.ndarray, flips: np.ndarray, batch_size: int) -> torch.Tensor:
+        self.model.eval()
         images = self.images_eval
         out = []
         for start in range(0, len(rows), batch_size):
@@ -227,7 +275,8 @@ class FamilyTask(ModelTask):
         return np.mean([np.asarray(q[f], np.float32) @ np.asarray(g[f], np.float32).T for f in self.views], axis=0)
 
     def evaluate(self) -> float:
-        cs = self.class_scores("val")
+        with self.embedding_cache():  # the gallery is embedded once per evaluation
+            cs = self.class_scores("val")
         if len(cs.images) == 0:
             return 0.0
         self.val_threshold, value = tune_threshold(cs.scores, truth_indices(cs.truth, cs.classes))
@@ -236,15 +285,17 @@ class FamilyTask(ModelTask):
     def export(self, out_dir: str | Path) -> dict[str, Any]:
         """Write what the ensemble needs: class scores for val and test (and embeddings)."""
         out_dir = Path(out_dir)
-        val = self.class_scores("val")
-        test = self.class_scores("test")
-        val.save(out_dir / "scores_val.npz")
-        test.save(out_dir / "scores_test.npz")
-        thr, value = (None, 0.0)
-        if len(val.images):
-            thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
-        self.export_embeddings(out_dir)
-        self.export_model(out_dir)
+        with self.embedding_cache():  # train images: val gallery, test gallery and embeddings once
+            val = self.class_scores("val")
+            test = self.class_scores("test")
+            for cs, split in ((val, "val"), (test, "test")):  # top-K above a class count
+                store_class_scores(cs, out_dir / f"scores_{split}.npz", topk=self.predict_cfg.store_topk,
+                                   above=self.predict_cfg.store_topk_above)
+            thr, value = (None, 0.0)
+            if len(val.images):
+                thr, value = tune_threshold(val.scores, truth_indices(val.truth, val.classes))
+            self.export_embeddings(out_dir)
+            self.export_model(out_dir)
         return {"val_map5": value, "threshold": thr}
 
     def export_model(self, out_dir: Path) -> None:

@@ -5,14 +5,17 @@ individuals) in row blocks and ``submit``s them; it later ``poll``s for the newe
 mined pairs. :class:`LocalMiningClient` mines synchronously in this process. The Ray
 layer provides a client with the same two methods that streams the row blocks into
 a MiningActor, which solves the assignment in its own thread while the trial keeps
-training on the previous pairs. ``neg_labels`` (optional) are the codes that forbid
+training on the previous pairs. A sparse round sends ``submit_candidates`` instead:
+each image's top-k candidates scored on the trial's device (``N·k`` entries, not
+``N×N``; :mod:`whaleflow.mining.candidates`), made by a callable only when the
+round is not skipped. ``neg_labels`` (optional) are the codes that forbid
 negatives (individuals merged through near-duplicate groups); ``labels`` decide the
 positives.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -20,6 +23,9 @@ import numpy as np
 class MiningClient(Protocol):
     def submit(self, epoch: int, row_blocks: Iterable[tuple[int, np.ndarray]], n: int, labels: np.ndarray,
                neg_labels: np.ndarray | None = None) -> None: ...
+
+    def submit_candidates(self, epoch: int, make_candidates: Callable[[], Any], labels: np.ndarray,
+                          neg_labels: np.ndarray | None = None) -> None: ...
 
     def poll(self) -> Any | None: ...
 
@@ -41,13 +47,19 @@ class LocalMiningClient:
         matrix = np.empty((n, n), dtype=self.dtype)
         for start, block in row_blocks:
             matrix[start : start + len(block)] = block
+        self._mine(epoch, matrix, labels, neg_labels, t0)
+
+    def submit_candidates(self, epoch, make_candidates, labels, neg_labels=None):
+        t0 = time.time()
+        cand = make_candidates()
+        self._mine(epoch, cand, labels, neg_labels, t0, mining_bytes=int(cand.nbytes))
+
+    def _mine(self, epoch, data, labels, neg_labels, t0, **status):
+        """Solve now (the round's pairs are ready at the next poll); seeded per epoch."""
         rng = np.random.default_rng([self.seed, epoch])
-        self._pending = self.miner.mine(matrix, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
-        self._status = {
-            "mining_source": "lap",
-            "mining_seconds": time.time() - t0,
-            "mining_hardness": float(self._pending.hardness),
-        }
+        self._pending = self.miner.mine(data, labels, epoch=epoch, rng=rng, neg_labels=neg_labels)
+        self._status = {"mining_source": "lap", "mining_seconds": time.time() - t0,
+                        "mining_hardness": float(self._pending.hardness), **status}
 
     def poll(self):
         pairs, self._pending = self._pending, None

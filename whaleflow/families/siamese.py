@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 
 from ..engine.device import autocast, prepare_model
-from ..mining import MiningSchedule, build_miner, mining_enabled, negative_codes, score_blocks, virtual_codes
+from ..mining import (MiningSchedule, build_miner, mining_enabled, negative_codes, score_all_pairs, score_blocks,
+                      mining_noise, score_candidates, virtual_codes)
 from ..inference import aggregate_by_class
 from ..models.backbones import build_backbone
 from ..models.pair_head import PairHead
@@ -108,13 +109,29 @@ class SiameseTask(FamilyTask):
         return score_blocks(queries, gallery, self.model["head"], block_size=block_size, transform=transform)
 
     def mine(self, epoch: int) -> None:
+        """Score the training pairs for a mining round and hand them to the miner.
+
+        The sparse solver gets each image's top-k candidates, scored on the device with
+        each unordered pair once (``score_candidates``: N·k entries cross to the miner, not
+        N×N); the dense one the full matrix (symmetric head: upper triangle, mirrored).
+        Both are computed only when the client takes the round (a busy actor skips it)."""
         rows, flips, labels, neg_codes = self._virtual()
         feats = self._features(rows, flips)
-        block = self.cfg.mining.block_size
-        blocks = progress(self._score_blocks(feats, feats, block, transform=None), total=-(-len(rows) // block),
-                          description=f"{self.name}: scoring {len(rows)}² pairs for mining", quiet=self.quiet,
-                          unit="blocks", leave=False)
-        self.mining.submit(epoch, blocks, len(rows), labels, neg_labels=neg_codes)
+        block, head, n = self.cfg.mining.block_size, self.model["head"], len(rows)
+        if self.cfg.mining.solver == "sparse":
+            def candidates():  # the round's noise is drawn on the device, before the top-k
+                return score_candidates(feats, head, k=self.cfg.mining.k, neg_labels=neg_codes, labels=labels,
+                                        noise=mining_noise(self.cfg.mining, epoch), block_size=block,
+                                        seed=[self.train_cfg.seed, epoch])
+            self.mining.submit_candidates(epoch, candidates, labels, neg_labels=neg_codes)
+        else:
+            def row_blocks():
+                matrix = score_all_pairs(feats, head, block_size=block, fast=True)
+                blocks = progress(range(0, n, block), description=f"{self.name}: sending {n}² pair scores",
+                                  quiet=self.quiet, unit="blocks", leave=False)
+                for s in blocks:
+                    yield s, matrix[s : s + block]
+            self.mining.submit(epoch, row_blocks(), n, labels, neg_labels=neg_codes)
         self.mined_epoch = epoch
 
     # ------------------------------------------------------------------ training

@@ -58,18 +58,34 @@ class ClassScores:
 
 
 def aggregate_by_class(image_scores: np.ndarray, gallery_labels: np.ndarray, num_classes: int, how: str = "max") -> np.ndarray:
-    """Turn query × gallery-image scores into query × class scores (max or mean)."""
-    image_scores = np.asarray(image_scores, dtype=np.float32)
-    gallery_labels = np.asarray(gallery_labels)
-    out = np.full((image_scores.shape[0], num_classes), -np.inf, dtype=np.float32)
-    if how == "max":
-        for c in np.unique(gallery_labels):
-            out[:, c] = image_scores[:, gallery_labels == c].max(axis=1)
-    elif how == "mean":
-        for c in np.unique(gallery_labels):
-            out[:, c] = image_scores[:, gallery_labels == c].mean(axis=1)
-    else:
+    """Turn query × gallery-image scores into query × class scores (max or mean).
+
+    Vectorised over classes: the gallery columns are sorted by class once and each
+    class's contiguous run is reduced with ``np.maximum.reduceat`` / ``np.add.reduceat``
+    (one pass over the matrix, not one masked copy per class: at 15,587 classes the
+    loop was the slowest part of scoring). Classes without a gallery image get the
+    smallest score of the matrix.
+    """
+    if how not in ("max", "mean"):
         raise ValueError(f"unknown class aggregation {how!r}; use max or mean")
-    finite_min = out[np.isfinite(out)].min() if np.isfinite(out).any() else 0.0
-    out[~np.isfinite(out)] = finite_min
+    image_scores = np.asarray(image_scores, dtype=np.float32)
+    gallery_labels = np.asarray(gallery_labels, dtype=np.int64)
+    n = image_scores.shape[0]
+    if gallery_labels.shape != (image_scores.shape[1],):
+        raise ValueError(f"{image_scores.shape[1]} gallery columns but {gallery_labels.shape} labels")
+    out = np.full((n, num_classes), -np.inf, dtype=np.float32)
+    if gallery_labels.size and n:
+        order = np.argsort(gallery_labels, kind="stable")
+        sorted_labels = gallery_labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        present = sorted_labels[starts]
+        cols = image_scores[:, order]
+        if how == "max":
+            out[:, present] = np.maximum.reduceat(cols, starts, axis=1)
+        else:
+            counts = np.diff(np.r_[starts, len(order)]).astype(np.float32)
+            out[:, present] = np.add.reduceat(cols, starts, axis=1, dtype=np.float64).astype(np.float32) / counts
+    finite = np.isfinite(out)
+    if not finite.all():
+        out[~finite] = out[finite].min() if finite.any() else 0.0
     return out

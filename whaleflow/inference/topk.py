@@ -78,7 +78,26 @@ def threshold_curve(scores: np.ndarray, truth_idx: np.ndarray, candidates: np.nd
 
 
 def tune_threshold(scores: np.ndarray, truth_idx: np.ndarray, k: int = 5) -> tuple[float, float]:
-    """The threshold that maximises validation MAP@k, and that MAP@k."""
-    ts, vals = threshold_curve(scores, truth_idx, k=k)
-    best = int(np.argmax(vals))
-    return float(ts[best]), float(vals[best])
+    """The threshold that maximises validation MAP@k, and that MAP@k — exactly.
+
+    MAP@k only changes where the threshold crosses one of the queries' top-k values,
+    so the exact sweep of :func:`whaleflow.ensemble.tune.best_threshold` (one top-k
+    pass, then a sort of the n·k values) finds the optimum of every possible
+    threshold; a grid of full top-k passes (what this did before, ~160 of them per
+    validation) could only approximate it. With fewer classes than ``k`` (toy sets),
+    where new_whale may also sit after the last class, every distinct top value is
+    tried with :func:`insert_new_whale` instead (exact too, and cheap at that size).
+    """
+    from ..ensemble.tune import RankedTopK, best_threshold
+
+    scores = np.asarray(scores, dtype=np.float32)
+    truth_idx = np.asarray(truth_idx, dtype=np.int64)
+    if len(scores) == 0:
+        return 0.0, 0.0
+    if scores.shape[1] >= k:
+        return best_threshold(RankedTopK.from_scores(scores, truth_idx, k=k))
+    vals = np.unique(scores)
+    cands = np.unique(np.r_[vals, np.nextafter(vals[-1], np.float32(np.inf))]).astype(np.float32)
+    maps = np.array([map_at_k_indices(insert_new_whale(scores, t, k), truth_idx) for t in cands])
+    best = int(np.argmax(maps))
+    return float(cands[best]), float(maps[best])

@@ -4,6 +4,9 @@
   (scipy ``linear_sum_assignment``).
 * :mod:`.sparse` — the same from features with k-NN candidates and a sparse
   assignment solver, at N ≈ 16,000 in seconds; also on a score matrix (top-k).
+* :mod:`.candidates` — each image's top-k candidate partners scored on the device
+  (each unordered pair once), what a sparse round sends to the actor instead of
+  N×N; :mod:`.candidate_lap` — the sparse LAP on them.
 * :mod:`.scoring` — a pair head applied to all pairs in blocks, to chosen pairs, or
   to each image's k nearest neighbours.
 * :mod:`.noise` — the annealed noise schedule (with a floor); :mod:`.schedule` —
@@ -12,10 +15,12 @@
   near-duplicate groups); :mod:`.miner` — ``LapMiner``, the object the trainer
   calls, and ``build_miner(cfg.mining)``.
 """
+from .candidate_lap import hard_negatives_from_candidates, hard_positives_from_candidates
+from .candidates import PairCandidates, score_candidates
 from .dense import NO_PARTNER, hard_negatives, hard_positives
 from .knn import knn_other
 from .exclusion import negative_codes, virtual_codes
-from .miner import LapMiner, MinedPairs, build_miner, mining_enabled
+from .miner import LapMiner, MinedPairs, build_miner, mining_enabled, mining_noise
 from .noise import NoiseSchedule
 from .schedule import MiningSchedule
 from .scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
@@ -27,8 +32,13 @@ __all__ = [
     "MinedPairs",
     "MiningSchedule",
     "NoiseSchedule",
+    "PairCandidates",
+    "hard_negatives_from_candidates",
+    "hard_positives_from_candidates",
+    "score_candidates",
     "build_miner",
     "mining_enabled",
+    "mining_noise",
     "negative_codes",
     "virtual_codes",
     "hard_negatives",

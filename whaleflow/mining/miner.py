@@ -37,6 +37,8 @@ import torch
 from ..config import MiningConfig
 from ..errors import ConfigError
 from ..registry import MINERS
+from .candidate_lap import CandidateLookup, hard_negatives_from_candidates, hard_positives_from_candidates
+from .candidates import PairCandidates
 from .dense import as_rng, check_square, hard_negatives, hard_positives, label_codes
 from .knn import features_tensor, pair_dots
 from .noise import NoiseSchedule
@@ -125,6 +127,8 @@ class LapMiner:
 
         ``neg_labels``: codes forbidding negatives within a code (default ``labels``)."""
         t0 = time.perf_counter()
+        if isinstance(scores_or_features, PairCandidates):
+            return self._from_candidates(scores_or_features, labels, neg_labels, epoch, rng, t0)
         if kind is None:
             shape = tuple(getattr(scores_or_features, "shape", np.shape(scores_or_features)))
             kind = "scores" if len(shape) == 2 and shape[0] == shape[1] == len(labels) else "features"
@@ -155,6 +159,22 @@ class LapMiner:
         if scores_fn is not None:
             raise ValueError("scores_fn applies to features; a score matrix already holds the scores")
         return self._from_scores(check_square(scores_or_features), labels, neg_labels, sigma, rng, t0, info)
+
+    def _from_candidates(self, cand: PairCandidates, labels, neg_labels, epoch, rng, t0: float) -> MinedPairs:
+        """Sparse LAP on the top-k candidates a trial scored on its device (:mod:`.candidates`)."""
+        if self.solver != "sparse":
+            raise ValueError("top-k candidates need mining.solver sparse; the dense solver assigns on the full matrix")
+        rng, sigma = as_rng(rng), self.noise(epoch)
+        info: dict = {"noise": sigma, "solver": self.solver, "kind": "candidates", "bytes": cand.nbytes,
+                      "candidate_noise": cand.noise}
+        neg_labels = labels if neg_labels is None else neg_labels
+        label_codes(neg_labels, cand.n)
+        lookup = CandidateLookup(cand, labels)
+        neg = hard_negatives_from_candidates(cand, neg_labels, noise=sigma, rng=rng, info=info, lookup=lookup)
+        pos = hard_positives_from_candidates(cand, labels, noise=sigma, rng=rng) if self.hard_positives else None
+        a, b = _valid(neg)
+        # mined pairs the candidates do not know (residual fallback only) count at the floor
+        return self._pairs(a, b, pos, lambda i, j: lookup(i, j, default=lookup.floor), t0, info)
 
     def _from_scores(self, scores: np.ndarray, labels, neg_labels, sigma: float, rng, t0: float,
                      info: dict) -> MinedPairs:
@@ -209,6 +229,13 @@ def build_miner(mining_cfg: MiningConfig) -> LapMiner | None:
         noise=NoiseSchedule(c.noise_start, c.noise_end, c.noise_epochs, shape=c.noise_shape,
                             floor=c.noise_floor, offset=c.start),
     )
+
+
+def mining_noise(mining_cfg: MiningConfig, epoch: float) -> float:
+    """The noise σ (logits) the miner of this config uses at ``epoch``: what a trial draws on
+    its device when it scores the candidates of a sparse round itself."""
+    miner = build_miner(mining_cfg)
+    return 0.0 if miner is None else float(miner.noise(epoch))
 
 
 def mining_enabled(mining_cfg: MiningConfig) -> bool:
