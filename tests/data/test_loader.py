@@ -113,3 +113,35 @@ def test_resolve_workers():
     assert resolve_workers(None) >= 0
     with pytest.raises(ValueError):
         resolve_workers(-1)
+
+
+UNGUARDED = r'''
+import numpy as np
+from whaleflow.data.loader import BatchLoader, BatchSpec
+loader = BatchLoader({(8, 8): np.zeros((4, 8, 8), np.uint8)}, None, workers=1, prefetch=1)
+GUARD
+    for x, _ in loader.epoch([BatchSpec(np.array([0, 1]), np.array([False, False]), (8, 8), 0)]):
+        print("batch", tuple(x.shape))
+'''
+
+
+@pytest.mark.parametrize("guarded", [False, pytest.param(True, marks=pytest.mark.slow)])  # ~15 s each
+def test_a_script_that_trains_at_its_top_level_is_told_to_guard_it(tmp_path, guarded):
+    """Forkserver workers import the main script (as spawn does): an unguarded one runs again in
+    each worker, which dies; the user gets what to do instead of "worker exited unexpectedly"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "train_here.py"
+    script.write_text(UNGUARDED.replace("GUARD", 'if __name__ == "__main__":' if guarded else "if True:"))
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    if guarded:
+        assert proc.returncode == 0 and "batch (2, 1, 8, 8)" in proc.stdout, proc.stderr[-2000:]
+    else:
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("whaleflow.data.loader.LoaderWorkerError") and "train.workers=1" in last, last
+        assert f"If {script} trains at its top level" in last and 'if __name__ == "__main__":' in last, last

@@ -37,34 +37,43 @@ CHILD = r'''
 import io, os, sys, time
 from pathlib import Path
 import torch
-torch.set_num_threads(1)
-mode, kill_at, run, trial, index = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
-from whaleflow.config import load_config
-from whaleflow.data.prepare import load_prepared
-from whaleflow.training import train_model
-cfg = load_config(run / "config.yaml", ["output.quiet=false"])
-if mode != "clean":
-    real_save, calls = torch.save, [0]
-    def save(obj, f, *args, **kwargs):
-        if ".last.pt." in Path(f).name:
-            calls[0] += 1
-            if calls[0] == kill_at:
-                buf = io.BytesIO()
-                real_save(obj, buf, *args, **kwargs)
-                target = Path(f)
-                if mode == "torn":
-                    last = target.parent / "last.pt"
-                    last.replace(target.parent / "previous.pt")
-                    target = last
-                with open(target, "wb") as fh:
-                    fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                (trial.parent / "mid-write").touch()
-                time.sleep(600)
-        return real_save(obj, f, *args, **kwargs)
-    torch.save = save
-train_model(cfg, cfg.models[index], load_prepared(run / "prepared"), trial, progress=True)
+
+
+def main():
+    torch.set_num_threads(1)
+    mode, kill_at, run, trial, index = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+    from whaleflow.config import load_config
+    from whaleflow.data.prepare import load_prepared
+    from whaleflow.training import train_model
+    cfg = load_config(run / "config.yaml", ["output.quiet=false", "train.workers=1"])
+    if mode != "clean":
+        real_save, calls = torch.save, [0]
+        def save(obj, f, *args, **kwargs):
+            if ".last.pt." in Path(f).name:
+                calls[0] += 1
+                if calls[0] == kill_at:
+                    buf = io.BytesIO()
+                    real_save(obj, buf, *args, **kwargs)
+                    target = Path(f)
+                    if mode == "torn":
+                        last = target.parent / "last.pt"
+                        last.replace(target.parent / "previous.pt")
+                        target = last
+                    with open(target, "wb") as fh:
+                        fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    (trial.parent / "mid-write").touch()
+                    time.sleep(600)
+            return real_save(obj, f, *args, **kwargs)
+        torch.save = save
+    train_model(cfg, cfg.models[index], load_prepared(run / "prepared"), trial, progress=True)
+
+
+# the loader's workers start from a fork server and import this script: a script that trains
+# does so under the guard (as with any torch DataLoader that has workers)
+if __name__ == "__main__":
+    main()
 '''
 
 
@@ -86,7 +95,7 @@ def prepared_run(tiny_data, tmp_path_factory):
 
 
 def _child(run: Path, mode: str, trial: Path, family: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", KILL_TEST_MARK=_mark(trial))
     return subprocess.Popen([sys.executable, str(run / "child.py"), mode, str(KILL_AT_SAVE), str(run), str(trial),
                              str(FAMILIES[family])], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -120,6 +129,24 @@ def never_killed(prepared_run):
     return get
 
 
+def _mark(trial: Path) -> str:
+    return f"{os.getpid()}-{trial.parent.name}-{trial.name}"
+
+
+def _marked_processes(mark: str) -> list[int]:
+    """Pids whose environment carries ``mark``: the child, its fork server and loader workers."""
+    needle = f"KILL_TEST_MARK={mark}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                pass
+    return pids
+
+
 def _kill_mid_write(run: Path, mode: str, trial: Path, family: str) -> None:
     marker = trial.parent / "mid-write"
     proc = _child(run, mode, trial, family)
@@ -128,10 +155,17 @@ def _kill_mid_write(run: Path, mode: str, trial: Path, family: str) -> None:
         assert proc.poll() is None, f"the child ended before the kill: {proc.communicate()[1][-3000:]}"
         assert time.time() < end, "the child never reached its checkpoint write"
         time.sleep(0.05)
+    helpers = set(_marked_processes(_mark(trial))) - {proc.pid}
+    assert helpers, "the child reads its batches in worker processes (train.workers=1)"
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     marker.unlink()
+    # the workers and the fork server notice their parent is gone and exit: none outlives a kill -9
+    end = time.time() + 30
+    while (left := _marked_processes(_mark(trial))) and time.time() < end:
+        time.sleep(0.2)
+    assert not left, f"processes of the killed child still running: {left}"
 
 
 @pytest.mark.parametrize("mode,family", [("torn", "metric"), pytest.param("atomic", "metric", marks=pytest.mark.slow),

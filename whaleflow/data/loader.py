@@ -21,7 +21,10 @@ travels as its file name and maps the file on first use in the worker.
 """
 from __future__ import annotations
 
+import functools
 import os
+import select
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from ..config import size_hw
+from ..errors import WhaleflowError
 from .dataset import CachedImages, cache_for_size
 
 
@@ -89,12 +93,50 @@ def _as_is(sample):
     return sample
 
 
-def _init_worker(_worker_id: int) -> None:
+def _init_worker(_worker_id: int, *, owner: int) -> None:
     # one thread per worker: the workers are the parallelism, nested thread pools only contend
     import cv2
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    _exit_with(owner)
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker when the process that owns the loader ends, however it ends.
+
+    torch's workers watch their parent, but a fork server's worker's parent is the fork
+    server, which in turn waits for every holder of its liveness pipe, the workers
+    included, to close it: after a ``kill -9`` of the trainer (Ray stopping a trial, the
+    OOM killer) neither would ever exit, and each orphan keeps its memory, its CPU share
+    and the trainer's stdout open. So a thread waits on the owner itself (a pidfd, which
+    also fires for a zombie not yet reaped; a poll where there is none) and ends the worker.
+    """
+    import threading
+
+    def wait() -> None:
+        try:
+            fd = os.pidfd_open(owner)
+        except (AttributeError, OSError) as exc:  # no pidfd (not Linux ≥ 5.3): poll
+            if isinstance(exc, ProcessLookupError):
+                os._exit(0)
+            while _alive(owner):
+                time.sleep(1.0)
+        else:
+            select.select([fd], [], [])
+        os._exit(0)  # an orphan has nothing to hand back: no cleanup, no stderr noise
+
+    threading.Thread(target=wait, name="whaleflow-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user (a reused pid): treat as alive
+        return True
+    return True
 
 
 def _context():
@@ -109,6 +151,33 @@ def _context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "cv2", "albumentations", __name__])
     return ctx
+
+
+class LoaderWorkerError(WhaleflowError):
+    """A worker process of the loader died (it printed its own error to stderr)."""
+
+
+def _explained(batches: Iterator, workers: int) -> Iterator:
+    """``batches``, with torch's "DataLoader worker exited unexpectedly" turned into what to do."""
+    try:
+        yield from batches
+    except RuntimeError as exc:
+        if workers == 0 or "exited unexpectedly" not in str(exc):
+            raise
+        raise LoaderWorkerError(f"{exc} (train.workers={workers}). {_worker_fix()}") from exc
+
+
+def _worker_fix() -> str:
+    """The likely causes, the script's own first: forkserver workers import the main script
+    (as spawn does), so one that trains at its top level trains again in every worker and
+    dies there with Python's "bootstrapping phase" error."""
+    import __main__
+
+    script = getattr(__main__, "__file__", None) if getattr(__main__, "__spec__", None) is None else None
+    guard = (f"If {script} trains at its top level, put that code under `if __name__ == \"__main__\":` "
+             "(the workers import the main script, as for any torch DataLoader with workers). ") if script else ""
+    return (f"Fix: {guard}A worker killed for memory: lower train.prefetch or train.workers; "
+            "train.workers=0 reads the batches in this process.")
 
 
 class BatchLoader:
@@ -131,7 +200,7 @@ class BatchLoader:
             generator=torch.Generator().manual_seed(0),
             num_workers=self.workers, pin_memory=pin_memory, persistent_workers=self.workers > 0,
             prefetch_factor=prefetch if self.workers > 0 else None,
-            worker_init_fn=_init_worker if self.workers > 0 else None,
+            worker_init_fn=functools.partial(_init_worker, owner=os.getpid()) if self.workers > 0 else None,
             multiprocessing_context=_context() if self.workers > 0 else None)
 
     def epoch(self, specs: Iterable[BatchSpec]) -> Iterator[tuple[torch.Tensor, Any]]:
@@ -139,7 +208,7 @@ class BatchLoader:
         if self._loader is None:
             raise RuntimeError("this BatchLoader was closed")
         self._feed.specs = specs
-        return iter(self._loader)
+        return _explained(iter(self._loader), self.workers)
 
     def close(self) -> None:
         """Stop the persistent workers now rather than whenever the loader is collected."""
