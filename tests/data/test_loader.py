@@ -145,3 +145,14 @@ def test_a_script_that_trains_at_its_top_level_is_told_to_guard_it(tmp_path, gua
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("whaleflow.data.loader.LoaderWorkerError") and "train.workers=1" in last, last
         assert f"If {script} trains at its top level" in last and 'if __name__ == "__main__":' in last, last
+
+
+def test_batches_that_arrive_out_of_order_are_put_back_in_order():
+    from whaleflow.data.loader import _in_order
+
+    rng = np.random.default_rng(3)
+    order = rng.permutation(50)
+    got = list(_in_order((int(i), torch.tensor([i]), f"x{i}") for i in order))
+    assert [int(p) for p, _ in got] == list(range(50)) and [e for _, e in got] == [f"x{i}" for i in range(50)]
+    with pytest.raises(RuntimeError, match="lost batch 1"):
+        list(_in_order(iter([(0, torch.tensor([0]), None), (2, torch.tensor([2]), None)])))

@@ -123,11 +123,13 @@ class CachedImages:
                             "whaleflow.data.augment.build_augment")
         return pixels(img)
 
-    def batch_uint8(self, rows, flips=None, size=None, seed: int | None = None) -> np.ndarray:
+    def batch_uint8(self, rows, flips=None, size=None, seed: int | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
         """uint8 (B, C, height, width) for ``rows``: what a loader worker sends to the device.
 
         ``seed`` restarts the augmentation's random stream first, so the batch is the same
         whichever process builds it and whenever (a resumed run, another worker count).
+        ``out``: an array of that shape to write into (a worker's shared-memory batch).
         """
         rows = np.asarray(rows, dtype=np.int64)
         flips = np.zeros(len(rows), dtype=bool) if flips is None else np.asarray(flips, dtype=bool)
@@ -135,12 +137,19 @@ class CachedImages:
             raise ValueError(f"{len(rows)} rows but {len(flips)} flips")
         size = self.size if size is None else size_hw(size)
         if self.augment is None and size == self.size:  # one read of all rows, flips as views
-            out = np.asarray(self.images[rows])
-            out = np.where(flips.reshape(-1, *([1] * (out.ndim - 1))), out[:, :, ::-1], out)
-            return np.ascontiguousarray(out[:, None] if out.ndim == 3 else out.transpose(0, 3, 1, 2))
+            got = np.asarray(self.images[rows])
+            got = np.where(flips.reshape(-1, *([1] * (got.ndim - 1))), got[:, :, ::-1], got)
+            got = got[:, None] if got.ndim == 3 else got.transpose(0, 3, 1, 2)
+            if out is None:
+                return np.ascontiguousarray(got)
+            out[...] = got
+            return out
         if seed is not None and hasattr(self.augment, "reseed"):
             self.augment.reseed(seed)
-        out = np.empty((len(rows), self.channels, *size), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(rows), self.channels, *size), dtype=np.uint8)
+        elif out.shape != (len(rows), self.channels, *size) or out.dtype != np.uint8:
+            raise ValueError(f"out is {out.dtype} {out.shape}, the batch uint8 {(len(rows), self.channels, *size)}")
         for i, (r, f) in enumerate(zip(rows, flips)):
             img = self.pixels(r, bool(f), size)
             out[i] = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)

@@ -74,9 +74,38 @@ class BatchReader(torch.utils.data.Dataset):
 
     def __getitem__(self, spec: BatchSpec):
         source = self.caches[cache_for_size(self.caches, spec.size)]
-        pixels = source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed)
+        shape = (len(spec.rows), source.channels, *size_hw(spec.size))
+        if torch.utils.data.get_worker_info() is None:
+            pixels = torch.from_numpy(source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed))
+        else:  # built straight into shared memory, as torch's own collate does: no copy to send it
+            proto = torch.empty(0, dtype=torch.uint8)
+            pixels = proto.new(proto._typed_storage()._new_shared(int(np.prod(shape)), device="cpu")).view(shape)
+            source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed, out=pixels.numpy())
         # the step's labels travel as tensors too: pinned with the pixels, copied without a sync
-        return torch.from_numpy(pixels), torch.as_tensor(np.asarray(spec.extra))
+        return pixels, torch.as_tensor(np.asarray(spec.extra))
+
+
+class _Numbered(BatchReader):
+    """``reader[(i, spec)]`` → (i, pixels, extra): batches come back in any order and are
+    put back in order by number (:func:`_in_order`)."""
+
+    def __getitem__(self, item: tuple[int, BatchSpec]):
+        i, spec = item
+        return (i, *super().__getitem__(spec))
+
+
+def _in_order(numbered: Iterator[tuple[int, torch.Tensor, Any]]) -> Iterator[tuple[torch.Tensor, Any]]:
+    """Yield batches by their number, holding any that arrive early (what the other workers
+    finish while one builds the batch the step waits for: a few)."""
+    early: dict[int, tuple[torch.Tensor, Any]] = {}
+    want = 0
+    for i, pixels, extra in numbered:
+        early[i] = (pixels, extra)
+        while want in early:
+            yield early.pop(want)
+            want += 1
+    if early:
+        raise RuntimeError(f"the loader lost batch {want} of the epoch")
 
 
 class _Feed(torch.utils.data.Sampler):
@@ -85,8 +114,8 @@ class _Feed(torch.utils.data.Sampler):
     def __init__(self):
         self.specs: Iterable[BatchSpec] = ()
 
-    def __iter__(self) -> Iterator[BatchSpec]:
-        return iter(self.specs)
+    def __iter__(self) -> Iterator[tuple[int, BatchSpec]]:
+        return enumerate(self.specs)
 
 
 def _as_is(sample):
@@ -194,7 +223,10 @@ class BatchLoader:
         self.workers = int(workers)
         self._feed = _Feed()
         self._loader = torch.utils.data.DataLoader(
-            BatchReader(caches, augment), batch_size=None, sampler=self._feed, collate_fn=_as_is,
+            _Numbered(caches, augment), batch_size=None, sampler=self._feed, collate_fn=_as_is,
+            # a batch goes to whichever worker has room and order is restored here: in torch's
+            # strict round robin one slowed worker (a core shared with another job) paces all
+            in_order=False,
             # its own generator: a loader iterator draws a base seed, which from the global RNG
             # would shift dropout and the model's randomness by when the workers started
             generator=torch.Generator().manual_seed(0),
@@ -208,7 +240,7 @@ class BatchLoader:
         if self._loader is None:
             raise RuntimeError("this BatchLoader was closed")
         self._feed.specs = specs
-        return _explained(iter(self._loader), self.workers)
+        return _in_order(_explained(iter(self._loader), self.workers))
 
     def close(self) -> None:
         """Stop the persistent workers now rather than whenever the loader is collected."""
