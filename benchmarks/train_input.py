@@ -162,6 +162,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", type=Path, default=None, help="keep the synthetic photos and caches here between runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    import cv2
+
+    cv2.setNumThreads(1)  # the old path in one thread, as the issue measured it (cv2's pool would take both cores)
     result: dict = {"images": args.images, "workers": args.workers, "rounds": args.rounds,
                     "load_average": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:

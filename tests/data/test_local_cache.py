@@ -20,7 +20,7 @@ def _cache(tmp_path):
 def test_copied_once_then_reused_and_a_cut_copy_is_redone(tmp_path):
     c = _cache(tmp_path)
     dest = local_copy(c.dir, tmp_path / "local")
-    assert dest == tmp_path / "local" / c.dir.name
+    assert dest == tmp_path / "local" / "caches" / c.dir.name  # beside runs/, the URI mirrors
     assert np.array_equal(np.asarray(open_cache(dest).images), np.asarray(c.images))
     stamp = (dest / "images.u8").stat().st_mtime_ns
     assert local_copy(c.dir, tmp_path / "local") == dest and (dest / "images.u8").stat().st_mtime_ns == stamp
