@@ -202,7 +202,7 @@ def main(argv=None) -> dict:
             print(f"[{name} at {size}] new, in process, {size} cache : {one:8.1f} images/s  {r_one.cpu_ms:6.2f} ms CPU/image"
                   f"   ({one / old:.2f}×)")
             print(f"[{name} at {size}] new, {args.workers} workers, {size} cache  : {new:8.1f} images/s  {r_new.cpu_ms:6.2f} ms CPU/image"
-                  f"   ({new / old:.2f}×; from CPU time, on 2 free cores {free:.2f}×)")
+                  f"   ({new / old:.2f}×; from CPU time, on {max(1, min(args.workers, 2))} free cores {free:.2f}×)")
             if name == "siamese":  # the overlap, on the setting a GPU step is fastest on
                 passes = 3 * args.passes                  # a longer epoch: its first batch's wait counts less
                 n_batches = len(epoch_specs(n, batch, size, 0, passes))
