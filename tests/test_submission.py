@@ -39,3 +39,18 @@ def test_bad_header_names_file_and_row(tmp_path):
     (tmp_path / "s.csv").write_text("img,label\na,w1\n")
     with pytest.raises(DataError, match=r"s.csv, row 1: missing column"):
         read_submission(tmp_path / "s.csv")
+
+
+def test_happywhale_format_spells_new_individual_and_reads_back(tmp_path):
+    preds = {"a.jpg": ["new_whale", "w1", "w2"], "b.jpg": ["w2", "new_whale", "w1"]}
+    path = write_submission(tmp_path / "s.csv", preds, ["a.jpg", "b.jpg"], layout="happywhale")
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["image", "predictions"]
+    assert frame["predictions"].tolist() == ["new_individual w1 w2", "w2 new_individual w1"]
+    assert "new_whale" not in path.read_text()
+    assert read_submission(path) == preds  # read back with the internal label
+    pd.DataFrame({"image": ["a.jpg", "b.jpg"], "individual_id": ["new_individual", "w1"]}).to_csv(
+        tmp_path / "ans.csv", index=False)
+    assert score_submission(path, tmp_path / "ans.csv") == pytest.approx((1.0 + 1 / 3) / 2)
+    hwi = write_submission(tmp_path / "k.csv", preds, ["a.jpg", "b.jpg"], layout="kaggle")
+    assert pd.read_csv(hwi)["Id"].iloc[0].startswith("new_whale")

@@ -29,6 +29,7 @@ class SyntheticConfig:
     seed: int = 0
     image_width: int = 192
     image_height: int = 128
+    layout: str = "kaggle"            # kaggle (HWI: Image,Id) | happywhale (image,species,individual_id)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class PrepareConfig:
     new_whale_val_fraction: float = 0.28  # share of new_whale in validation (test prior)
     folds: int = 1
     seed: int = 0
+    # where new_whale photos cannot fill that share (Happywhale-like data has none), hold out
+    # whole individuals (fewest photos first) as new ones in validation
+    hold_out_new: bool = True
     grayscale: bool = True
     # the cache's [height, width] (an int is a square); None → the largest height and the
     # largest width of any model's stages. Each crop keeps its aspect, letterboxed to it.
@@ -202,9 +206,20 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PredictConfig:
     new_whale_threshold: float | None = None  # None → tuned on validation
+    # the expected share of new individuals among queries: when set, the threshold puts "new" first
+    # for that share of the test queries (the Happywhale winner's rule) instead of a tuned threshold
+    new_prior: float | None = None
     flip_tta: bool = True
     use_duplicates: bool = True
     class_agg: str = "max"            # how image scores become class scores: max | mean
+
+    def __post_init__(self):
+        if self.new_prior is not None and not 0.0 <= self.new_prior < 1.0:
+            raise ConfigError(f"predict.new_prior must be in [0, 1), got {self.new_prior}. "
+                              "Fix: the expected share of new individuals among test queries, e.g. 0.3.")
+        if self.new_prior is not None and self.new_whale_threshold is not None:
+            raise ConfigError("predict.new_prior and predict.new_whale_threshold both set. "
+                              "Fix: keep one (the prior sets the threshold from the test queries).")
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,15 @@ def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
     from .data.synthetic import generate_synthetic
 
     syn = cfg.data.synthetic
-    root = Path(cfg.output.dir) / f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+    layout = "" if syn.layout == "kaggle" else f"-{syn.layout}"
+    root = Path(cfg.output.dir) / (f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+                                   + layout)
     if not (root / "train.csv").exists():
         if progress and not cfg.output.quiet:
-            print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}) in {root}")
-        generate_synthetic(root, individuals=syn.individuals, seed=syn.seed, width=syn.image_width, height=syn.image_height)
+            print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}, "
+                  f"{syn.layout} layout) in {root}")
+        generate_synthetic(root, individuals=syn.individuals, seed=syn.seed, width=syn.image_width,
+                           height=syn.image_height, layout=syn.layout)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
 
 
@@ -104,7 +108,7 @@ def complete_submission(run_dir: Path, prepared) -> int:
     idx = prepared.index
     base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), missing_imgs)
     pred.update(base)
-    write_submission(sub_path, pred, list(pred))
+    write_submission(sub_path, pred, list(pred), layout=getattr(prepared, "layout", "kaggle"))
     return len(missing_imgs)
 
 

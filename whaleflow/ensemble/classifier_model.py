@@ -12,7 +12,9 @@ Two fits, mirroring how the other models build their galleries:
   val-role images (classes = the train-role known individuals, the val class list of
   every other model);
 * **test scores**: refit on train+val known individuals, score test-role images
-  (classes = train+val known individuals, the test class list).
+  (classes = train+val known individuals, the test class list). An individual held
+  out as a new one in validation is new_whale there and a known class here
+  (``catalog_ids`` of ``embeddings.npz``), as in every other model's test gallery.
 
 The result is written to ``RUN_DIR/trials/classifier/`` exactly like a trial
 (``scores_val.npz``, ``scores_test.npz``, ``model.pt``, then ``result.json`` last), so
@@ -81,6 +83,16 @@ def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np
     return np.concatenate(blocks, axis=1), images, roles, ids
 
 
+def _catalog_ids(path: Path, images: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The catalogue's ids of ``images`` (held-out individuals as themselves); ``ids`` when
+    the file predates them."""
+    with np.load(path, allow_pickle=False) as d:
+        if "catalog_ids" not in d.files:
+            return ids
+        row = {str(im): i for i, im in enumerate(d["images"])}
+        return d["catalog_ids"][[row[str(im)] for im in images]].astype(str)
+
+
 def _fit_predict(cfg: ClassifierConfig, seed: int, x, ids, fit_mask, query_mask):
     from ..classify import build_classifier
 
@@ -135,13 +147,14 @@ def build_classifier_model(
                                               f"{', '.join(prev.get('sources', []))})")
     fp = _fingerprint(paths, cfg, seed)
     x, images, roles, ids = gather_embeddings(paths)
+    catalog = _catalog_ids(paths[0], images, ids)
     train, val, test = roles == "train", roles == "val", roles == "test"
     n_train_classes = len(set(ids[train & (ids != NEW_WHALE) & (ids != "")]))
     if n_train_classes < 2 or not val.any() or not test.any():
         return ClassifierOutcome(None, f"classifier on embeddings: skipped, {n_train_classes} known training "
                                        f"individuals, {int(val.sum())} val and {int(test.sum())} test images")
     _, s_val, c_val = _fit_predict(cfg, seed, x, ids, train, val)
-    model, s_test, c_test = _fit_predict(cfg, seed, x, ids, train | val, test)
+    model, s_test, c_test = _fit_predict(cfg, seed, x, catalog, train | val, test)
     val_scores = ClassScores(s_val, images[val], c_val, ids[val])
     out_dir.mkdir(parents=True, exist_ok=True)
     existing.unlink(missing_ok=True)  # result.json marks a finished model: drop it while rewriting

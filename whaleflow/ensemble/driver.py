@@ -5,7 +5,9 @@ embeddings), never a network, so it runs anywhere — as the last Ray task of a 
 by hand on a copied run folder. Per model the validation scores fit a normaliser
 (:mod:`.normalize`) that is then applied unchanged to the test scores; the models are
 aligned on a common class list and image order (:mod:`.blend`); Optuna picks weights
-and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`).
+and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`), or the threshold
+follows ``predict.new_prior`` on each query set (validation, test) by itself.
+The submission is written in the data's layout (``prepared/summary.json``).
 
 Written under ``RUN_DIR``: ``submission.csv`` and, in ``ensemble/``, ``weights.json``
 (weights, threshold, normalisers), ``threshold_curve.csv`` (threshold, map5 of the
@@ -26,6 +28,7 @@ import pandas as pd
 from ..config import Config
 from ..errors import DataError
 from ..inference import ClassScores
+from ..inference.new_prior import new_first_share, prior_threshold
 from ..inference.topk import predict_labels, truth_indices
 from ..io import write_csv, write_json
 from ..submission import write_submission
@@ -85,6 +88,14 @@ def apply_duplicates(labels: Sequence[str], first: Sequence[str], k: int = 5) ->
     return out[:k]
 
 
+def data_layout(run_dir: str | Path) -> str:
+    """The layout ``prepare`` found (kaggle, happywhale, individual); kaggle for older folders."""
+    path = Path(run_dir) / "prepared" / "summary.json"
+    if path.is_file():
+        return str(json.loads(path.read_text(encoding="utf-8")).get("layout") or "kaggle")
+    return "kaggle"
+
+
 def _covers(scores: ClassScores, images: np.ndarray) -> bool:
     return set(map(str, images)) <= set(map(str, scores.images))
 
@@ -135,13 +146,16 @@ def run_ensemble(
     truth_idx = truth_indices(truth, val_classes)
 
     # ---- tune weights and threshold
-    fixed = cfg.predict.new_whale_threshold
+    fixed, prior = cfg.predict.new_whale_threshold, cfg.predict.new_prior
     if fixed is not None:
         notes.append(f"new_whale threshold fixed at {fixed} by predict.new_whale_threshold "
                      "(on the normalised blend scale); only weights are tuned")
+    if prior is not None:
+        notes.append(f"new-individual threshold by predict.new_prior: the {100 * prior:.0f} % least confident "
+                     "queries of each set (validation, test) get it first; only weights are tuned")
     names = [t.name for t in trials]
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
-                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, progress=show)
+                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show)
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
@@ -163,7 +177,8 @@ def run_ensemble(
 
     # ---- test predictions and submission
     blended_test = blend_matrices(mats_test, weights)
-    test_pred = predict_labels(blended_test, test_classes, threshold, k=min(5, len(test_classes)))
+    test_threshold = prior_threshold(blended_test, prior) if prior is not None else threshold
+    test_pred = predict_labels(blended_test, test_classes, test_threshold, k=min(5, len(test_classes)))
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0
@@ -172,7 +187,8 @@ def run_ensemble(
                 predictions[im] = apply_duplicates(predictions[im], labels)
                 used += 1
         notes.append(f"near-duplicates of labelled images put first for {used} test images")
-    submission = write_submission(run_dir / "submission.csv", predictions, list(test_images))
+    layout = data_layout(run_dir)
+    submission = write_submission(run_dir / "submission.csv", predictions, list(test_images), layout=layout)
 
     best_single = max(names, key=lambda n: tuning.single_map5[n])
     summary = {
@@ -186,11 +202,19 @@ def run_ensemble(
             }
             for t in trials
         },
-        "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold},
+        "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold,
+                     "test_threshold": test_threshold},
         "val_map5": tuning.val_map5,
         "best_single": best_single,
         "weights": tuning.weights,
         "threshold": threshold,
+        "test_threshold": test_threshold,
+        "threshold_rule": "prior" if prior is not None else ("fixed" if fixed is not None else "tuned"),
+        "new_prior": prior,
+        "val_new_first_share": new_first_share(blended_val, threshold),
+        "test_new_first_share": new_first_share(blended_test, test_threshold),
+        "val_new_share": float((truth_idx == -1).mean()) if len(truth_idx) else 0.0,
+        "layout": layout,
         "optuna_trials": tuning.n_trials,
         "study": tuning.study_name,
         "n_val": int(len(val_images)),
@@ -202,6 +226,8 @@ def run_ensemble(
         "models": names,
         "weights": tuning.weights,
         "threshold": threshold,
+        "test_threshold": test_threshold,
+        "new_prior": prior,
         "threshold_scale": "normalised blend (see normalizers)",
         "val_map5": tuning.val_map5,
         "cv_map5": tuning.cv_map5,

@@ -3,6 +3,8 @@
 Roles come from the prepared split: ``train`` images are what a model learns from and
 the gallery for validation; ``val`` images (known individuals plus new_whale, in the
 test prior) are the validation queries; for the test set the gallery is train + val.
+An individual held out as a new one (Happywhale-like data) is ``new_whale`` as a
+validation query, and its true self in the test gallery.
 """
 from __future__ import annotations
 
@@ -29,7 +31,12 @@ class Split:
 
     rows: np.ndarray
     images: np.ndarray
-    ids: np.ndarray
+    ids: np.ndarray                   # as queries see them (held-out individuals are new_whale)
+    gallery_ids: np.ndarray | None = None  # the catalogue's ids, for a gallery (None: ``ids``)
+
+    def __post_init__(self):
+        if self.gallery_ids is None:
+            self.gallery_ids = self.ids
 
 
 class FamilyTask(ModelTask):
@@ -51,7 +58,7 @@ class FamilyTask(ModelTask):
         if train_cfg.max_train_images:
             s = self.splits["train"]
             keep = np.sort(np.random.default_rng(train_cfg.seed).permutation(len(s.rows))[: train_cfg.max_train_images])
-            self.splits["train"] = Split(s.rows[keep], s.images[keep], s.ids[keep])
+            self.splits["train"] = Split(s.rows[keep], s.images[keep], s.ids[keep], s.gallery_ids[keep])
         train_ids = self.splits["train"].ids
         if len(train_ids) == 0:
             raise ValueError("the split left no training images; check the data and prepare.val_fraction")
@@ -66,8 +73,11 @@ class FamilyTask(ModelTask):
 
     @staticmethod
     def _split(index, role: str) -> Split:
+        from ..data.split import query_ids
+
         part = index[index["role"] == role]
-        return Split(part["row"].to_numpy(np.int64), part["image"].to_numpy(str), part["id"].fillna("").to_numpy(str))
+        ids = part["id"].fillna("").to_numpy(str)
+        return Split(part["row"].to_numpy(np.int64), part["image"].to_numpy(str), query_ids(part.fillna({"id": ""})), ids)
 
     # ------------------------------------------------------------------ stages
     def setup_stage(self, stage: StageConfig, *, fresh: bool) -> None:
@@ -120,9 +130,9 @@ class FamilyTask(ModelTask):
         rows, ids = [], []
         for role in roles:
             s = self.splits[role]
-            known = s.ids != NEW_WHALE
+            known = (s.gallery_ids != NEW_WHALE) & (s.gallery_ids != "")
             rows.append(s.rows[known])
-            ids.append(s.ids[known])
+            ids.append(s.gallery_ids[known])
         rows_a, ids_a = np.concatenate(rows), np.concatenate(ids)
         classes = np.array(sorted(set(ids_a)))
         col = {c: i for i, c in enumerate(classes)}
@@ -171,6 +181,8 @@ class FamilyTask(ModelTask):
         on embeddings (approach 3): any family's image vectors can feed it."""
         from ..io import save_npz
 
+        from ..data.split import query_ids
+
         idx = self.prepared.index
         idx = idx[idx["role"].isin(["train", "val", "test"])]
         rows = idx["row"].to_numpy(np.int64)
@@ -182,7 +194,8 @@ class FamilyTask(ModelTask):
             embeddings=emb.astype(np.float32),
             images=idx["image"].to_numpy(str),
             roles=idx["role"].to_numpy(str),
-            ids=idx["id"].fillna("").to_numpy(str),
+            ids=query_ids(idx.fillna({"id": ""})),            # as queries see them
+            catalog_ids=idx["id"].fillna("").to_numpy(str),  # held-out individuals as themselves
         )
 
     @abc.abstractmethod
