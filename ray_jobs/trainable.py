@@ -125,7 +125,7 @@ def _claim(trial_dir: Path, fingerprint: str) -> None:
 def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extra: dict[str, Any]) -> dict:
     from ray import tune
 
-    from whaleflow.data.prepare import load_prepared
+    from whaleflow.pseudo_label import load_round_prepared
     from whaleflow.training import train_model, trial_fingerprint
 
     _claim(trial_dir, trial_fingerprint(cfg, model_cfg))
@@ -142,7 +142,7 @@ def _train(cfg: Config, model_cfg, trial_dir: Path, config: dict[str, Any], extr
         reporter = TuneReporter(trial_dir, extra)
         try:
             result = train_model(
-                cfg, model_cfg, load_prepared(Path(cfg.output.dir) / "prepared"), trial_dir,
+                cfg, model_cfg, load_round_prepared(cfg.output.dir), trial_dir,
                 callbacks=[reporter, ProgressPrinter(model_cfg.name, stream=log)], resume=True,
                 task_kwargs={"mining_client": mining} if mining is not None else None, progress=False,
             )

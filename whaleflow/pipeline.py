@@ -67,9 +67,33 @@ def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dic
         t = time.time()
         train_model(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name, resume=resume, progress=progress)
         timings[f"train_{model_cfg.name}_s"] = time.time() - t
+        if cfg.train.final_fit:
+            from .final_fit import final_dir, train_final
+
+            t = time.time()
+            train_final(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name,
+                        final_dir(run_dir, model_cfg.name), progress=progress)
+            timings[f"final_{model_cfg.name}_s"] = time.time() - t
     t = time.time()
     ensemble = run_ensemble(cfg, run_dir, progress=progress, test_duplicates=_duplicates(cfg, prepared))
     timings["ensemble_s"] = time.time() - t
+    if cfg.pseudo_label.rounds:
+        from .pseudo_label import run_rounds, with_pseudo_labels
+
+        def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
+            view = with_pseudo_labels(prepared, rdir / "pseudo_labels.csv")
+            for m in cfg_r.models:
+                train_model(cfg_r, m, view, rdir / "trials" / m.name, resume=resume, progress=progress)
+                if cfg_r.train.final_fit:
+                    from .final_fit import final_dir, train_final
+
+                    train_final(cfg_r, m, view, rdir / "trials" / m.name, final_dir(rdir, m.name), progress=progress)
+            return run_ensemble(cfg_r, rdir, progress=progress, test_duplicates=_duplicates(cfg, prepared),
+                                layout=prepared.layout)
+
+        t = time.time()
+        ensemble = run_rounds(cfg, ensemble, train_round, progress=progress)
+        timings["pseudo_rounds_s"] = time.time() - t
     timings["total_s"] = time.time() - t0
     return finalize(cfg, prepared, ensemble, timings, progress=progress)
 
@@ -126,6 +150,8 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         "models": ensemble.get("models", {}),
         "ensemble": {k: v for k, v in ensemble.items() if k != "models"},
         "val_map5": ensemble.get("val_map5"),
+        "expected_test_map5": ensemble.get("expected_test_map5"),
+        "expected_test_map5_std": ensemble.get("expected_test_map5_std"),
         "timings": timings,
         "submission_fallback_images": added,
     }
@@ -138,6 +164,13 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         idx = prepared.index
         base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
         summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
+        from .pseudo_label import round_submission
+
+        for rec in summary["ensemble"].get("pseudo_rounds") or []:  # each round's test MAP@5 too
+            path = round_submission(run_dir, rec["round"])
+            if path.is_file():
+                rp = read_submission(path)
+                rec["test_map5"] = map_at_k([rp.get(i, []) for i in images], [truth[i] for i in images])
     write_json(run_dir / "summary.json", summary)
     summary["report"] = write_report(run_dir, quiet=cfg.output.quiet or not progress)
     if progress and not cfg.output.quiet:
@@ -166,7 +199,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         if val is not None:
             print(f"  {name:<28} validation MAP@5 {val:.4f}")
     if summary.get("val_map5") is not None:
-        print(f"  {'ensemble':<28} validation MAP@5 {summary['val_map5']:.4f}")
+        print(f"  {'ensemble':<28} validation MAP@5 {summary['val_map5']:.4f} (in-sample: it chose the blend)")
+    if summary.get("expected_test_map5") is not None:
+        print(f"expected test MAP@5 {summary['expected_test_map5']:.4f} ± {summary['expected_test_map5_std']:.4f} "
+              "(outer folds of validation that chose nothing)")
     if "test_map5" in summary:
         print(f"test MAP@5 {summary['test_map5']:.4f} "
               f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")

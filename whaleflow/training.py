@@ -45,6 +45,7 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     ``train.device``: a model trained on a GPU or on the CPU is the same trial."""
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
     payload["train"].pop("device", None)
+    payload["train"].pop("final_fit", None)  # a validated trial is the same with or without a final fit
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -167,3 +167,18 @@ def test_held_out_individuals_are_the_rarest():
     photos = frame.groupby("id").size()
     held = set(out["id"][out["held_out"]])
     assert max(photos[list(held)]) <= min(photos[list(set(photos.index) - held)]) + 1
+
+
+def test_proportional_sampling_validates_individuals_as_often_as_they_are_photographed():
+    frame = make_frame(individuals=300, new_whales=200)
+    photos = frame[frame["id"] != NW].groupby("id").size()
+    mean_photos = {}
+    for sampling in ("proportional", "round_robin"):
+        out = split_train(frame, val_fraction=0.2, sampling=sampling, seed=0)
+        assert check_split(out) == []
+        val = out[(out["role"] == "val") & (out["id"] != NW)]
+        mean_photos[sampling] = photos[val["id"]].mean()
+    # a query of a much-photographed individual is likelier, as in a test set
+    assert mean_photos["proportional"] > mean_photos["round_robin"] + 0.5
+    with pytest.raises(ConfigError):
+        split_train(frame, sampling="alphabetical")

@@ -135,7 +135,8 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     tr = index[index["split"] == "train"]
     split = split_train(tr[["image", "id", "group"]], val_fraction=pc.val_fraction,
                         new_whale_val_fraction=pc.new_whale_val_fraction, folds=pc.folds,
-                        seed=pc.seed, prefer_val=prefer, hold_out_new=pc.hold_out_new)
+                        seed=pc.seed, prefer_val=prefer, hold_out_new=pc.hold_out_new,
+                        sampling=pc.val_sampling)
     write_split(split, pdir / "split.csv")
     index = index.merge(split[["image", "role", "fold", "held_out"]].assign(split="train"),
                         on=["image", "split"], how="left")
@@ -182,7 +183,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
                   "reused": cache.dir.name in existing},
         "settings": {"hash": pc.hash, "hash_size": pc.hash_size, "dup_distance": pc.dup_distance,
                      "val_fraction": pc.val_fraction, "new_whale_val_fraction": pc.new_whale_val_fraction,
-                     "hold_out_new": pc.hold_out_new,
+                     "hold_out_new": pc.hold_out_new, "val_sampling": pc.val_sampling,
                      "folds": pc.folds, "seed": pc.seed, "grayscale": pc.grayscale},
         "seconds": {"hash": round(t_hash - t0, 3), "dedup": round(t_dedup - t_hash, 3),
                     "cache": round(t_cache - t_dedup, 3), "split": round(time.perf_counter() - t_cache, 3),

@@ -10,7 +10,10 @@ Two fits, mirroring how the other models build their galleries:
 
 * **validation scores**: fit on train-role images of known individuals, score
   val-role images (classes = the train-role known individuals, the val class list of
-  every other model);
+  every other model); with ``val_gallery="test_like"`` (the default, as for every
+  family) in chunks of whole near-duplicate groups, each fitted on train + the known
+  validation images of the other chunks, so the validation fit has as many photos
+  per individual as the test fit;
 * **test scores**: refit on train+val known individuals, score test-role images
   (classes = train+val known individuals, the test class list). An individual held
   out as a new one in validation is new_whale there and a known class here
@@ -83,6 +86,15 @@ def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np
     return np.concatenate(blocks, axis=1), images, roles, ids
 
 
+def _groups(path: Path, images: np.ndarray) -> np.ndarray:
+    """Near-duplicate groups of ``images`` (each image its own when the file predates them)."""
+    with np.load(path, allow_pickle=False) as d:
+        if "groups" not in d.files:
+            return np.asarray(images).astype(str)
+        row = {str(im): i for i, im in enumerate(d["images"])}
+        return d["groups"][[row[str(im)] for im in images]].astype(str)
+
+
 def _catalog_ids(path: Path, images: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The catalogue's ids of ``images`` (held-out individuals as themselves); ``ids`` when
     the file predates them."""
@@ -104,8 +116,32 @@ def _fit_predict(cfg: ClassifierConfig, seed: int, x, ids, fit_mask, query_mask)
     return model, model.predict_scores(x[query_mask]), classes
 
 
-def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int) -> str:
-    h = hashlib.sha1(json.dumps({"cfg": to_dict(cfg), "seed": seed}, sort_keys=True).encode())
+def _test_like_val(cfg, seed, x, ids, groups, train, val, chunks: int):
+    """Validation scores in chunks, each from a fit on train + the other chunks' known val images."""
+    from ..data.split import val_chunks
+
+    known = (ids != NEW_WHALE) & (ids != "")
+    classes = np.array(sorted(set(ids[(train | val) & known])))
+    col = {c: i for i, c in enumerate(classes)}
+    out = np.zeros((int(val.sum()), len(classes)), np.float32)
+    vpos = np.flatnonzero(val)
+    chunk = val_chunks(groups[val], chunks, seed)
+    for k in np.unique(chunk):
+        fit = train.copy()
+        fit[vpos[chunk != k]] = True
+        query = np.zeros_like(val)
+        query[vpos[chunk == k]] = True
+        _, s, c = _fit_predict(cfg, seed, x, ids, fit, query)
+        block = np.repeat(s.min(axis=1, keepdims=True), len(classes), axis=1)
+        block[:, [col[n] for n in c]] = s
+        out[chunk == k] = block
+    return out, classes
+
+
+def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int, val_gallery: str = "train",
+                 val_chunks: int = 0) -> str:
+    h = hashlib.sha1(json.dumps({"cfg": to_dict(cfg), "seed": seed, "val_gallery": val_gallery,
+                                 "val_chunks": val_chunks}, sort_keys=True).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p.parent.name}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -119,6 +155,8 @@ def build_classifier_model(
     *,
     seed: int = 0,
     reuse: bool = True,
+    val_gallery: str = "test_like",
+    val_chunks: int = 4,
 ) -> ClassifierOutcome:
     """Fit the classifier on the embeddings of the trials named in ``sources``.
 
@@ -140,12 +178,12 @@ def build_classifier_model(
         if prev.get("family") != CLASSIFIER_NAME:
             return ClassifierOutcome(None, f"classifier on embeddings: skipped, {out_dir} belongs to a "
                                            f"{prev.get('family')!r} trial; rename that model")
-        fp = _fingerprint(paths, cfg, seed)
+        fp = _fingerprint(paths, cfg, seed, val_gallery, val_chunks)
         if reuse and prev.get("fingerprint") == fp and (out_dir / "scores_val.npz").is_file() \
                 and (out_dir / "scores_test.npz").is_file():
             return ClassifierOutcome(out_dir, f"classifier on embeddings: reused (sources unchanged: "
                                               f"{', '.join(prev.get('sources', []))})")
-    fp = _fingerprint(paths, cfg, seed)
+    fp = _fingerprint(paths, cfg, seed, val_gallery, val_chunks)
     x, images, roles, ids = gather_embeddings(paths)
     catalog = _catalog_ids(paths[0], images, ids)
     train, val, test = roles == "train", roles == "val", roles == "test"
@@ -153,7 +191,11 @@ def build_classifier_model(
     if n_train_classes < 2 or not val.any() or not test.any():
         return ClassifierOutcome(None, f"classifier on embeddings: skipped, {n_train_classes} known training "
                                        f"individuals, {int(val.sum())} val and {int(test.sum())} test images")
-    _, s_val, c_val = _fit_predict(cfg, seed, x, ids, train, val)
+    groups = _groups(paths[0], images)
+    if val_gallery == "test_like":
+        s_val, c_val = _test_like_val(cfg, seed, x, ids, groups, train, val, val_chunks)
+    else:
+        _, s_val, c_val = _fit_predict(cfg, seed, x, ids, train, val)
     model, s_test, c_test = _fit_predict(cfg, seed, x, catalog, train | val, test)
     val_scores = ClassScores(s_val, images[val], c_val, ids[val])
     out_dir.mkdir(parents=True, exist_ok=True)

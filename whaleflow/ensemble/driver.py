@@ -3,7 +3,10 @@
 It reads only artifacts from ``RUN_DIR/trials/<name>/`` (class scores and
 embeddings), never a network, so it runs anywhere — as the last Ray task of a run or
 by hand on a copied run folder. Per model the validation scores fit a normaliser
-(:mod:`.normalize`) that is then applied unchanged to the test scores; the models are
+(:mod:`.normalize`) that is then applied unchanged to the test scores — unless the test
+scores come from another fit (the classifier's train+val refit, a model's final fit
+under ``train.final_fit``): then that fit's own test scores fit its normaliser, since
+a normaliser (and a threshold) only describe the fit they were measured on; the models are
 aligned on a common class list and image order (:mod:`.blend`); Optuna picks weights
 and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`), or the threshold
 follows ``predict.new_prior`` on each query set (validation, test) by itself.
@@ -27,6 +30,7 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import DataError
+from ..final_fit import final_test_scores
 from ..inference import ClassScores
 from ..inference.new_prior import new_first_share, prior_threshold
 from ..inference.topk import predict_labels, truth_indices
@@ -35,6 +39,7 @@ from ..submission import write_submission
 from .blend import align_all, blend_matrices, common_classes
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
 from .normalize import ScoreNormalizer
+from .outer import outer_estimate
 from .tune import RankedTopK, tune_blend
 
 __all__ = ["TrialArtifacts", "find_trials", "run_ensemble", "apply_duplicates"]
@@ -106,14 +111,17 @@ def run_ensemble(
     *,
     progress: bool = True,
     test_duplicates: Mapping[str, Sequence[str]] | None = None,
+    layout: str | None = None,
 ) -> dict:
-    """Blend every finished trial of ``run_dir`` (plus the classifier) and write the submission."""
+    """Blend every finished trial of ``run_dir`` (plus the classifier) and write the submission
+    (in ``layout``'s format; by default the one ``prepared/summary.json`` names)."""
     run_dir = Path(run_dir)
     ens_dir = run_dir / "ensemble"
     ecfg = cfg.ensemble
     show = progress and not cfg.output.quiet
     trials, notes = find_trials(run_dir)
-    outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed)
+    outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed,
+                                     val_gallery=cfg.predict.val_gallery, val_chunks=cfg.predict.val_chunks)
     notes.append(outcome.note)
     if outcome.trial_dir is not None:
         trials.append(TrialArtifacts(CLASSIFIER_NAME, outcome.trial_dir,
@@ -137,9 +145,27 @@ def run_ensemble(
     trials, vals, tests = [trials[i] for i in keep], [vals[i] for i in keep], [tests[i] for i in keep]
     if vals[0].truth is None:
         raise DataError("validation scores carry no truth labels.", file=trials[0].path / "scores_val.npz")
+    refit = {CLASSIFIER_NAME}  # models whose test scores come from another fit than their validation scores
+    if cfg.train.final_fit:
+        for i, t in enumerate(trials):
+            path = final_test_scores(run_dir, t.name) if t.name != CLASSIFIER_NAME else None
+            if path is None and t.name != CLASSIFIER_NAME:
+                notes.append(f"trial {t.name}: no finished final fit; its test scores are the validated trial's")
+            elif path is not None:
+                final = ClassScores.load(path)
+                if _covers(final, test_images):
+                    tests[i] = final
+                    refit.add(t.name)
+                else:
+                    notes.append(f"trial {t.name}: its final fit does not score every test image; not used")
+        used = sorted(refit - {CLASSIFIER_NAME})
+        if used:
+            notes.append(f"test scores from the final fits (train + val) of {', '.join(used)}")
     norms = {t.name: ScoreNormalizer.fit(v.scores) for t, v in zip(trials, vals)}
+    test_norms = {t.name: ScoreNormalizer.fit(s.scores, logit=norms[t.name].logit) if t.name in refit and len(s.images)
+                  else norms[t.name] for t, s in zip(trials, tests)}
     nval = [ClassScores(norms[t.name].transform(v.scores), v.images, v.classes, v.truth) for t, v in zip(trials, vals)]
-    ntest = [ClassScores(norms[t.name].transform(s.scores), s.images, s.classes) for t, s in zip(trials, tests)]
+    ntest = [ClassScores(test_norms[t.name].transform(s.scores), s.images, s.classes) for t, s in zip(trials, tests)]
     val_classes, test_classes = common_classes(nval), common_classes(ntest)
     mats_val, mats_test = align_all(nval, val_classes, val_images), align_all(ntest, test_classes, test_images)
     truth = vals[0].aligned(vals[0].classes, val_images).truth.astype(str)
@@ -159,6 +185,12 @@ def run_ensemble(
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
+    outer = outer_estimate(mats_val, truth_idx, names, outer_folds=ecfg.outer_folds, trials=ecfg.trials,
+                           folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior)
+    if outer is not None:
+        notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
+                     f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
+                     f"validation MAP@5 of the chosen blend is {tuning.val_map5:.4f}")
 
     # ---- validation outputs
     blended_val = blend_matrices(mats_val, weights)
@@ -179,6 +211,10 @@ def run_ensemble(
     blended_test = blend_matrices(mats_test, weights)
     test_threshold = prior_threshold(blended_test, prior) if prior is not None else threshold
     test_pred = predict_labels(blended_test, test_classes, test_threshold, k=min(5, len(test_classes)))
+    top1 = blended_test.max(axis=1) if blended_test.shape[1] else np.zeros(len(test_images), np.float32)
+    write_csv(ens_dir / "test_top.csv", pd.DataFrame({  # what pseudo-labelling picks from
+        "image": test_images, "label": [str(test_classes[i]) for i in blended_test.argmax(axis=1)]
+        if blended_test.shape[1] else "", "score": top1, "new_first": top1 < np.float32(test_threshold)}))
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0
@@ -187,7 +223,7 @@ def run_ensemble(
                 predictions[im] = apply_duplicates(predictions[im], labels)
                 used += 1
         notes.append(f"near-duplicates of labelled images put first for {used} test images")
-    layout = data_layout(run_dir)
+    layout = layout or data_layout(run_dir)
     submission = write_submission(run_dir / "submission.csv", predictions, list(test_images), layout=layout)
 
     best_single = max(names, key=lambda n: tuning.single_map5[n])
@@ -203,7 +239,12 @@ def run_ensemble(
             for t in trials
         },
         "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold,
-                     "test_threshold": test_threshold},
+                     "test_threshold": test_threshold,
+                     "expected_test_map5": outer.map5 if outer else None,
+                     "expected_test_map5_std": outer.std if outer else None},
+        "expected_test_map5": outer.map5 if outer else None,
+        "expected_test_map5_std": outer.std if outer else None,
+        "outer": outer.to_dict() if outer else None,
         "val_map5": tuning.val_map5,
         "best_single": best_single,
         "weights": tuning.weights,
@@ -231,11 +272,16 @@ def run_ensemble(
         "threshold_scale": "normalised blend (see normalizers)",
         "val_map5": tuning.val_map5,
         "cv_map5": tuning.cv_map5,
+        "expected_test_map5": outer.map5 if outer else None,
+        "expected_test_map5_std": outer.std if outer else None,
+        "outer_folds": len(outer.folds) if outer else 0,
         "folds": ecfg.folds,
         "seed": ecfg.seed,
         "study": tuning.study_name,
         "optuna_trials": tuning.n_trials,
         "normalizers": {n: norms[n].to_dict() for n in names},
+        "test_normalizers": {n: test_norms[n].to_dict() for n in names},
+        "final_fit": sorted(refit - {CLASSIFIER_NAME}),
     })
     write_json(ens_dir / "summary.json", summary)
     return summary

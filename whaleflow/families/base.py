@@ -143,9 +143,52 @@ class FamilyTask(ModelTask):
         roles = ("train",) if split == "val" else ("train", "val")
         g_rows, g_labels, classes = self.labelled_gallery(roles)
         q = self.splits[split]
+        if len(q.rows) == 0:  # a final fit (train.final_fit) has no validation queries
+            return ClassScores(np.zeros((0, len(classes)), np.float32), q.images, classes,
+                               q.ids if split == "val" else None)
         scores = self.score_queries_named(q.rows, g_rows, g_labels, classes)
         truth = q.ids if split == "val" else None
         return ClassScores(scores.astype(np.float32), q.images, classes, truth)
+
+    def val_chunk_ids(self, chunks: int) -> np.ndarray:
+        """The chunk of every validation query (rows of ``splits['val']``), by near-duplicate group."""
+        from ..data.split import val_chunks
+
+        idx = self.prepared.index
+        val = idx[idx["role"] == "val"]
+        return val_chunks(val["group"].to_numpy() if "group" in val else val["image"].to_numpy(), chunks,
+                          self.train_cfg.seed)
+
+    def test_like_val_scores(self, chunks: int) -> ClassScores:
+        """Validation queries against a gallery as large as the test set's.
+
+        A test query searches every labelled photo (train + val); a validation query
+        scored against train alone searches fewer photos of its own individual (often
+        one instead of two), so its scores run lower, its MAP@5 understates test, and a
+        threshold tuned on it puts "new" first too often. Here the validation queries
+        are split into ``chunks`` chunks (whole near-duplicate groups); each chunk is
+        scored against train + the known validation photos of the other chunks, never
+        its own (so no query sees itself or its twins). New individuals (new_whale,
+        held out) never enter the gallery.
+        """
+        q, tr = self.splits["val"], self.splits["train"]
+        t_known = (tr.gallery_ids != NEW_WHALE) & (tr.gallery_ids != "")
+        v_known = (q.ids != NEW_WHALE) & (q.ids != "")  # query view: held-out individuals are new
+        classes = np.array(sorted(set(tr.gallery_ids[t_known]) | set(q.ids[v_known])))
+        col = {c: i for i, c in enumerate(classes)}
+        out = np.zeros((len(q.rows), len(classes)), np.float32)
+        chunk = self.val_chunk_ids(chunks)
+        for k in np.unique(chunk):
+            inq = chunk == k
+            g_rows = np.concatenate([tr.rows[t_known], q.rows[v_known & ~inq]])
+            g_ids = np.concatenate([tr.gallery_ids[t_known], q.ids[v_known & ~inq]])
+            present = np.array(sorted(set(g_ids)))
+            pcol = {c: i for i, c in enumerate(present)}
+            s = self.score_queries_named(q.rows[inq], g_rows, np.array([pcol[c] for c in g_ids], np.int64), present)
+            block = np.repeat(s.min(axis=1, keepdims=True), len(classes), axis=1)  # absent class: row minimum
+            block[:, [col[c] for c in present]] = s
+            out[inq] = block
+        return ClassScores(out, q.images, classes, q.ids)
 
     def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
         """:meth:`score_queries` for a family that needs the gallery's class names (one with
@@ -166,7 +209,11 @@ class FamilyTask(ModelTask):
     def export(self, out_dir: str | Path) -> dict[str, Any]:
         """Write what the ensemble needs: class scores for val and test (and embeddings)."""
         out_dir = Path(out_dir)
-        val = self.class_scores("val")
+        mode = self.predict_cfg.val_gallery
+        if mode not in ("test_like", "train"):
+            raise ValueError(f"predict.val_gallery must be test_like or train, got {mode!r}")
+        val = (self.test_like_val_scores(self.predict_cfg.val_chunks)
+               if mode == "test_like" and len(self.splits["val"].rows) else self.class_scores("val"))
         test = self.class_scores("test")
         val.save(out_dir / "scores_val.npz")
         test.save(out_dir / "scores_test.npz")
@@ -196,6 +243,7 @@ class FamilyTask(ModelTask):
             roles=idx["role"].to_numpy(str),
             ids=query_ids(idx.fillna({"id": ""})),            # as queries see them
             catalog_ids=idx["id"].fillna("").to_numpy(str),  # held-out individuals as themselves
+            groups=idx["group"].astype(str).to_numpy(str) if "group" in idx else idx["image"].to_numpy(str),
         )
 
     @abc.abstractmethod
