@@ -57,3 +57,35 @@ def test_round_record_gains():
     r1 = round_record(1, 12, {"val_map5": 0.55, "expected_test_map5": 0.44}, r0)
     assert r1["val_gain"] == pytest.approx(0.05) and r1["expected_gain"] == pytest.approx(-0.01)
     assert r1["pseudo_labels"] == 12 and "val_gain" not in r0
+
+
+@pytest.mark.slow
+def test_one_local_round_trains_on_confident_test_photos_and_reports_its_gain(tiny_data, tmp_path):
+    import json
+
+    from whaleflow.config import load_config
+    from whaleflow.pipeline import run_local
+
+    model = ("models=[{name: metric_compact, family: metric, backbone: wf_compactnet, embedding_dim: 32, "
+             "p_individuals: 6, k_images: 4, stages: [{size: 32, epochs: 2, lr: 0.002}]}]")
+    cfg = load_config("configs/demo.yaml", [f"data.root={tiny_data}", f"output.dir={tmp_path}", model,
+                                            "ensemble.trials=4", "ensemble.outer_folds=0",
+                                            "ensemble.classifier.enabled=false", "output.quiet=true",
+                                            "pseudo_label.rounds=1", "pseudo_label.min_score=-10",
+                                            "pseudo_label.max_share=0.5", "predict.new_prior=0.3"])
+    summary = run_local(cfg, progress=False)
+    rdir = tmp_path / "pseudo" / "round_1"
+    labels = pd.read_csv(rdir / "pseudo_labels.csv", dtype=str, keep_default_na=False)
+    top = pd.read_csv(tmp_path / "ensemble" / "test_top.csv", dtype=str, keep_default_na=False)
+    assert 0 < len(labels) <= len(top) // 2 and NEW_WHALE not in set(labels["id"])
+    first_new = set(top["image"][top["new_first"] == "True"])
+    assert not set(labels["image"]) & first_new
+    with np.load(rdir / "trials" / "metric_compact" / "embeddings.npz") as d:
+        train = set(d["images"][d["roles"] == "train"].astype(str))
+    assert {PSEUDO_PREFIX + im for im in labels["image"]} <= train
+    rounds = summary["ensemble"]["pseudo_rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["pseudo_labels"] == len(labels)
+    assert rounds[1]["val_gain"] == pytest.approx(rounds[1]["val_map5"] - rounds[0]["val_map5"])
+    assert (tmp_path / "submission.csv").read_text() == (rdir / "submission.csv").read_text()
+    assert "test_map5" in rounds[0] and "test_map5" in rounds[1]
+    assert json.loads((tmp_path / "summary.json").read_text())["ensemble"]["pseudo_rounds"][1]["round"] == 1

@@ -124,14 +124,15 @@ def load_round_prepared(out_dir: str | Path):
 def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> dict:
     """Rounds 1 … ``pseudo_label.rounds`` after round 0 (the run itself, whose ensemble summary is
     ``ensemble``). ``train_round(cfg_r, round_dir)`` trains and blends one round (locally or on
-    Ray) and returns its ensemble summary. Returns the last round's, with ``pseudo_rounds``."""
+    Ray) and returns its ensemble summary. Returns round 0's summary (the run folder's own ``ensemble/``)
+    with ``pseudo_rounds`` (one record per round); the submission is the last round's."""
     import dataclasses
     import os
     import shutil
 
     run_dir = Path(cfg.output.dir)
     records = [round_record(0, 0, ensemble, None)]
-    prev, last = run_dir, ensemble
+    prev = run_dir
     for r in range(1, cfg.pseudo_label.rounds + 1):
         top = pd.read_csv(prev / "ensemble" / "test_top.csv", dtype={"image": str, "label": str},
                           keep_default_na=False)
@@ -139,8 +140,8 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
         rdir = start_round(run_dir, r, labels)
         if progress and not cfg.output.quiet:
             print(f"pseudo-labelling round {r}: {len(labels)} of {len(top)} test images join training")
-        last = train_round(cfg.replace(output=dataclasses.replace(cfg.output, dir=str(rdir))), rdir)
-        records.append(round_record(r, len(labels), last, records[-1]))
+        summary = train_round(cfg.replace(output=dataclasses.replace(cfg.output, dir=str(rdir))), rdir)
+        records.append(round_record(r, len(labels), summary, records[-1]))
         prev = rdir
     if cfg.pseudo_label.rounds:
         keep = run_dir / "pseudo" / "round_0_submission.csv"
@@ -149,9 +150,11 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
         tmp = run_dir / ".submission.csv.round"
         shutil.copyfile(prev / "submission.csv", tmp)
         os.replace(tmp, run_dir / "submission.csv")
-        last = {**last, "submission": str(run_dir / "submission.csv"),
-                "notes": list(last.get("notes", [])) + [f"submission from pseudo-labelling round {r}"]}
-    return {**last, "pseudo_rounds": records}
+        ensemble = {**ensemble, "submission": str(run_dir / "submission.csv"),
+                    "notes": list(ensemble.get("notes", [])) + [
+                        f"submission from pseudo-labelling round {cfg.pseudo_label.rounds} "
+                        f"(its ensemble: {prev / 'ensemble'}); the figures here are round 0's"]}
+    return {**ensemble, "pseudo_rounds": records}
 
 
 def round_submission(run_dir: str | Path, r: int) -> Path:

@@ -120,6 +120,7 @@ def ensemble_section(art: RunArtifacts, figs: dict[str, str]) -> str:
                      + (f", {n} Optuna trials" if n else "") + ".")
         parts.append(f"<p>{text}</p>")
         parts.append(expected_paragraph(art))
+    parts.append(rounds_table(art))
     figs_html = [figure(figs[k], alt, cap) for k, alt, cap in (
         ("weights", "blend weights", "Share of each model in the blended class scores."),
         ("threshold", "threshold curve", "Validation MAP@5 of the blend for each new_whale threshold; "
@@ -131,6 +132,27 @@ def ensemble_section(art: RunArtifacts, figs: dict[str, str]) -> str:
     if art.ensemble_notes():
         parts.append("<h3>Notes from the ensemble</h3>" + notes_list(art.ensemble_notes()))
     return section("ensemble", "Ensemble: what it chose", "".join(parts))
+
+
+def rounds_table(art: RunArtifacts) -> str:
+    """Each pseudo-labelling round's labels and its gain on validation (and on test, with answers)."""
+    rounds = art.ensemble_block().get("pseudo_rounds") or []
+    if len(rounds) < 2:
+        return ""
+
+    def gain(v):
+        return f"{v:+.4f}" if isinstance(v, (int, float)) else "–"
+
+    rows = [[str(r["round"]), str(r["pseudo_labels"]), fmt(r.get("val_map5")), gain(r.get("val_gain")),
+             fmt(r.get("expected_test_map5")), gain(r.get("expected_gain")), fmt(r.get("test_map5"))]
+            for r in rounds]
+    return ("<h3>Pseudo-labelling rounds</h3>"
+            + table(["Round", "Pseudo-labels", "Validation MAP@5", "Gain", "Expected test MAP@5", "Gain",
+                     "Test MAP@5"], rows)
+            + note("Round 0 is the run itself; each later round retrains every model with the confident test "
+                   "predictions of the round before as extra training photos (never a new individual). The "
+                   "gains compare the same validation queries; the submission is the last round's; the "
+                   "figures above are round 0's (pseudo/round_N/ holds each round's own).", info=True))
 
 
 def expected_paragraph(art: RunArtifacts) -> str:
