@@ -47,6 +47,7 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     payload = {k: to_dict(getattr(cfg, k)) for k in ("data", "prepare", "train", "predict")}
     payload["train"].pop("device", None)
     payload["data"].pop("local_cache_dir", None)  # where a node keeps copies, not what it learns
+    payload["train"].pop("final_fit", None)  # a validated trial is the same with or without a final fit
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
