@@ -32,12 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whaleflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write a synthetic data set in the Kaggle HWI layout")
+    p = sub.add_parser("synth", help="write a synthetic data set in the Kaggle HWI layout (or Happywhale's)")
     p.add_argument("out")
     p.add_argument("--individuals", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--height", type=int, default=128)
+    p.add_argument("--layout", choices=["kaggle", "happywhale"], default="kaggle",
+                   help="kaggle: train.csv Image,Id with new_whale; happywhale: image,species,individual_id")
 
     p = sub.add_parser("prepare", help="check the data, dedup, split, crop and cache it")
     _add_config_args(p)
@@ -88,7 +90,8 @@ def _config(args, extra=()):
 def cmd_synth(args) -> int:
     from whaleflow.data.synthetic import generate_synthetic
 
-    summary = generate_synthetic(args.out, individuals=args.individuals, seed=args.seed, width=args.width, height=args.height)
+    summary = generate_synthetic(args.out, individuals=args.individuals, seed=args.seed, width=args.width,
+                                 height=args.height, layout=args.layout)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
     return 0
 

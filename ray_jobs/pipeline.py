@@ -182,9 +182,33 @@ def run_ray(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[
         t = time.time()
         tuned = run_experiment(cfg, resume=resume, progress=progress)
         timings["tune_s"] = time.time() - t
+        if cfg.train.final_fit:
+            from .final_fit import run_final_experiment
+            from .tuner import gpus_for_trials
+
+            t = time.time()
+            tuned["final"] = run_final_experiment(cfg, gpus_for_trials(cfg), progress=progress)
+            timings["final_fit_s"] = time.time() - t
         t = time.time()
         ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
         timings["ensemble_s"] = time.time() - t
+        if cfg.pseudo_label.rounds:
+            from whaleflow.pseudo_label import run_rounds
+
+            def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
+                # a round's trials are one more Tune experiment in the round folder (they read the
+                # round's pseudo-labels), then the round's own ensemble task
+                run_experiment(cfg_r, resume=resume, progress=progress)
+                if cfg_r.train.final_fit:
+                    from .final_fit import run_final_experiment
+                    from .tuner import gpus_for_trials
+
+                    run_final_experiment(cfg_r, gpus_for_trials(cfg_r), progress=progress)
+                return run_ensemble_task(cfg_r, progress=progress, test_duplicates=_duplicates(cfg, prepared))
+
+            t = time.time()
+            ensemble = run_rounds(cfg, ensemble, train_round, progress=progress)
+            timings["pseudo_rounds_s"] = time.time() - t
     timings["total_s"] = time.time() - t0
     summary = finalize(cfg, prepared, ensemble, timings, progress=progress)
     summary["tune"] = tuned

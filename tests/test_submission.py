@@ -50,3 +50,16 @@ def test_outputs_get_the_ordinary_file_mode(tmp_path):
     with open(plain, "w") as fh:  # what an ordinary open() gives under this umask
         fh.write("{}")
     assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+def test_happywhale_format_spells_new_individual_and_reads_back(tmp_path):
+    preds = {"a.jpg": ["new_whale", "w1", "w2"], "b.jpg": ["w2", "new_whale", "w1"]}
+    path = write_submission(tmp_path / "s.csv", preds, ["a.jpg", "b.jpg"], layout="happywhale")
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["image", "predictions"]
+    assert frame["predictions"].tolist() == ["new_individual w1 w2", "w2 new_individual w1"]
+    assert "new_whale" not in path.read_text()
+    assert read_submission(path) == preds  # read back with the internal label
+    pd.DataFrame({"image": ["a.jpg", "b.jpg"], "individual_id": ["new_individual", "w1"]}).to_csv(
+        tmp_path / "ans.csv", index=False)
+    assert score_submission(path, tmp_path / "ans.csv") == pytest.approx((1.0 + 1 / 3) / 2)
+    hwi = write_submission(tmp_path / "k.csv", preds, ["a.jpg", "b.jpg"], layout="kaggle")
+    assert pd.read_csv(hwi)["Id"].iloc[0].startswith("new_whale")

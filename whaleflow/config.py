@@ -29,6 +29,7 @@ class SyntheticConfig:
     seed: int = 0
     image_width: int = 192
     image_height: int = 128
+    layout: str = "kaggle"            # kaggle (HWI: Image,Id) | happywhale (image,species,individual_id)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class PrepareConfig:
     new_whale_val_fraction: float = 0.28  # share of new_whale in validation (test prior)
     folds: int = 1
     seed: int = 0
+    # where new_whale photos cannot fill that share (Happywhale-like data has none), hold out
+    # whole individuals (fewest photos first) as new ones in validation
+    hold_out_new: bool = True
+    # proportional: each spare group equally likely (individuals validate in proportion to their photos,
+    # as test queries come); round_robin: one group per individual per round (the most individuals)
+    val_sampling: str = "proportional"
     grayscale: bool = True
     # one cache [height, width] (an int is a square) every stage reads, resized; None → one
     # cache per distinct stage size, so no stage pays a resize. Each crop keeps its aspect,
@@ -208,16 +215,35 @@ class TrainConfig:
     max_train_images: int | None = None
     workers: int | None = None        # loader worker processes; None → the trial's CPUs − 1 (0: in-process)
     prefetch: int = 4                 # batches each worker keeps ready
+    # after each validated trial, retrain it on train + val for its best epoch count and predict the
+    # test set with that fit (whaleflow.final_fit); validation scores stay the validated trial's
+    final_fit: bool = False
 
 
 @dataclass(frozen=True)
 class PredictConfig:
     new_whale_threshold: float | None = None  # None → tuned on validation
+    # the expected share of new individuals among queries: when set, the threshold puts "new" first
+    # for that share of the test queries (the Happywhale winner's rule) instead of a tuned threshold
+    new_prior: float | None = None
     flip_tta: bool = True
     use_duplicates: bool = True
     class_agg: str = "max"            # how image scores become class scores: max | mean
     store_topk: int = 100             # above store_topk_above classes, score files keep each query's top this many
     store_topk_above: int = 2000      # (float16 values, int32 ids: 17 MB instead of 1.7 GB at Happywhale scale)
+    # the gallery of the validation scores the ensemble blends: test_like = train + the labelled
+    # validation photos of the other chunks (as large as the test gallery, which holds every labelled
+    # photo), train = training photos only (smaller than test's: a pessimistic figure, a wrong threshold)
+    val_gallery: str = "test_like"
+    val_chunks: int = 4
+
+    def __post_init__(self):
+        if self.new_prior is not None and not 0.0 <= self.new_prior < 1.0:
+            raise ConfigError(f"predict.new_prior must be in [0, 1), got {self.new_prior}. "
+                              "Fix: the expected share of new individuals among test queries, e.g. 0.3.")
+        if self.new_prior is not None and self.new_whale_threshold is not None:
+            raise ConfigError("predict.new_prior and predict.new_whale_threshold both set. "
+                              "Fix: keep one (the prior sets the threshold from the test queries).")
 
 
 @dataclass(frozen=True)
@@ -235,8 +261,28 @@ class ClassifierConfig:
 class EnsembleConfig:
     trials: int = 60                  # Optuna trials for blend weights + threshold
     folds: int = 3
+    # outer folds for the expected test MAP@5: the whole blend choice is repeated on all folds but
+    # one and scored on that one (0 or 1: no estimate; costs outer_folds × trials more Optuna trials)
+    outer_folds: int = 5
     seed: int = 0
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """Pseudo-labelling rounds (whaleflow.pseudo_label): confident test predictions join
+    training for the next round's trials. ``min_score`` is on the normalised blend scale (the
+    scale of the new-individual threshold: about 0 is a typical top-5 score, 1 one standard
+    deviation above it); ``max_share`` caps the pseudo-labelled share of the test images."""
+
+    rounds: int = 0
+    min_score: float = 1.0
+    max_share: float = 0.5
+
+    def __post_init__(self):
+        if self.rounds < 0 or not 0.0 < self.max_share <= 1.0:
+            raise ConfigError(f"pseudo_label: rounds must be ≥ 0 and max_share in (0, 1], got rounds={self.rounds}, "
+                              f"max_share={self.max_share}.")
 
 
 @dataclass(frozen=True)
@@ -270,6 +316,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .config import Config, dump_config
+from .config import Config, ConfigError, dump_config
 from .io import write_json
 from .labels import NEW_WHALE
 from .storage import NOT_MIRRORED, RunStore
@@ -36,11 +36,15 @@ def resolve_data(cfg: Config, *, progress: bool = True) -> Config:
     from .data.synthetic import generate_synthetic
 
     syn = cfg.data.synthetic
-    root = RunStore.for_config(cfg).local / f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+    layout = "" if syn.layout == "kaggle" else f"-{syn.layout}"
+    root = RunStore.for_config(cfg).local / (f"data-synthetic-{syn.individuals}-{syn.seed}-{syn.image_width}x{syn.image_height}"
+                                             + layout)
     if not (root / "train.csv").exists():
         if progress and not cfg.output.quiet:
-            print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}) in {root}")
-        generate_synthetic(root, individuals=syn.individuals, seed=syn.seed, width=syn.image_width, height=syn.image_height)
+            print(f"generating a synthetic data set ({syn.individuals} individuals, seed {syn.seed}, "
+                  f"{syn.layout} layout) in {root}")
+        generate_synthetic(root, individuals=syn.individuals, seed=syn.seed, width=syn.image_width,
+                           height=syn.image_height, layout=syn.layout)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
 
 
@@ -51,6 +55,11 @@ def start_run(cfg: Config, *, progress: bool = True) -> Config:
     must be reachable now, not after the data is prepared.
     """
     store = RunStore.for_config(cfg)
+    if store.remote and (cfg.train.final_fit or cfg.pseudo_label.rounds):
+        # final fits and rounds write beside trials/ (final/, rounds/) through plain paths
+        raise ConfigError(f"train.final_fit and pseudo_label.rounds need a local or mounted output.dir, "
+                          f"got {cfg.output.dir}. Fix: set output.dir to a folder (a shared mount on a "
+                          "cluster), or turn both off.")
     store.check()
     store.local.mkdir(parents=True, exist_ok=True)
     cfg = resolve_data(cfg, progress=progress)
@@ -72,14 +81,20 @@ def run_prepare(cfg: Config, *, progress: bool = True):
 
 
 def load_run_prepared(cfg: Config):
-    """Open the run's ``prepared/`` on this node: staged to its local disk when the run folder is
-    a URI; with a path run folder and ``data.local_cache_dir`` set, its image caches are read from
-    copies on this node's disk (a path run folder is a shared, often network, filesystem)."""
+    """Open the run's ``prepared/`` on this node (staged to its local disk when the run folder is a
+    URI), plus the round's pseudo-labels when the run folder is a pseudo-labelling round's. With a
+    path run folder and ``data.local_cache_dir`` set, the image caches are read from copies on this
+    node's disk (a path run folder is a shared, often network, filesystem)."""
     from .data.prepare import load_prepared
+    from .pseudo_label import with_pseudo_labels
 
     store = RunStore.for_config(cfg)
     local = None if store.remote else cfg.data.local_cache_dir  # a URI run's mirror is local already
-    return load_prepared(store.stage("prepared"), local_cache_dir=local)
+    prepared = load_prepared(store.stage("prepared"), local_cache_dir=local)
+    if store.exists("pseudo_labels.csv"):
+        store.pull("pseudo_labels.csv")
+        prepared = with_pseudo_labels(prepared, store.local / "pseudo_labels.csv")
+    return prepared
 
 
 def train_in_store(cfg: Config, model_cfg, prepared, name: str, **kwargs) -> dict[str, Any]:
@@ -121,9 +136,34 @@ def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dic
         t = time.time()
         train_in_store(cfg, model_cfg, prepared, model_cfg.name, resume=resume, progress=progress)
         timings[f"train_{model_cfg.name}_s"] = time.time() - t
+        if cfg.train.final_fit:
+            from .final_fit import final_dir, train_final
+
+            t = time.time()
+            run_dir = RunStore.for_config(cfg).local
+            train_final(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name,
+                        final_dir(run_dir, model_cfg.name), progress=progress)
+            timings[f"final_{model_cfg.name}_s"] = time.time() - t
     t = time.time()
     ensemble = ensemble_in_store(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
     timings["ensemble_s"] = time.time() - t
+    if cfg.pseudo_label.rounds:
+        from .pseudo_label import run_rounds, with_pseudo_labels
+
+        def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
+            view = with_pseudo_labels(prepared, rdir / "pseudo_labels.csv")
+            for m in cfg_r.models:
+                train_model(cfg_r, m, view, rdir / "trials" / m.name, resume=resume, progress=progress)
+                if cfg_r.train.final_fit:
+                    from .final_fit import final_dir, train_final
+
+                    train_final(cfg_r, m, view, rdir / "trials" / m.name, final_dir(rdir, m.name), progress=progress)
+            return run_ensemble(cfg_r, rdir, progress=progress, test_duplicates=_duplicates(cfg, prepared),
+                                layout=prepared.layout)
+
+        t = time.time()
+        ensemble = run_rounds(cfg, ensemble, train_round, progress=progress)
+        timings["pseudo_rounds_s"] = time.time() - t
     timings["total_s"] = time.time() - t0
     return finalize(cfg, prepared, ensemble, timings, progress=progress)
 
@@ -162,7 +202,7 @@ def complete_submission(run_dir: Path, prepared) -> int:
     idx = prepared.index
     base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), missing_imgs)
     pred.update(base)
-    write_submission(sub_path, pred, list(pred))
+    write_submission(sub_path, pred, list(pred), layout=getattr(prepared, "layout", "kaggle"))
     return len(missing_imgs)
 
 
@@ -182,6 +222,8 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         "models": ensemble.get("models", {}),
         "ensemble": {k: v for k, v in ensemble.items() if k != "models"},
         "val_map5": ensemble.get("val_map5"),
+        "expected_test_map5": ensemble.get("expected_test_map5"),
+        "expected_test_map5_std": ensemble.get("expected_test_map5_std"),
         "timings": timings,
         "submission_fallback_images": added,
     }
@@ -194,6 +236,13 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         idx = prepared.index
         base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
         summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
+        from .pseudo_label import round_submission
+
+        for rec in summary["ensemble"].get("pseudo_rounds") or []:  # each round's test MAP@5 too
+            path = round_submission(run_dir, rec["round"])
+            if path.is_file():
+                rp = read_submission(path)
+                rec["test_map5"] = map_at_k([rp.get(i, []) for i in images], [truth[i] for i in images])
     write_json(run_dir / "summary.json", summary)
     if store.remote:  # the report reads every trial's curves and the ensemble's files
         store.pull("trials", exclude=NOT_MIRRORED)
@@ -229,7 +278,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         if val is not None:
             print(f"  {name:<28} validation MAP@5 {val:.4f}")
     if summary.get("val_map5") is not None:
-        print(f"  {'ensemble':<28} validation MAP@5 {summary['val_map5']:.4f}")
+        print(f"  {'ensemble':<28} validation MAP@5 {summary['val_map5']:.4f} (in-sample: it chose the blend)")
+    if summary.get("expected_test_map5") is not None:
+        print(f"expected test MAP@5 {summary['expected_test_map5']:.4f} ± {summary['expected_test_map5_std']:.4f} "
+              "(outer folds of validation that chose nothing)")
     if "test_map5" in summary:
         print(f"test MAP@5 {summary['test_map5']:.4f} "
               f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")

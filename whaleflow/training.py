@@ -50,6 +50,7 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     for key in ("device", "workers", "prefetch"):
         payload["train"].pop(key, None)
     payload["data"].pop("local_cache_dir", None)  # where a node keeps copies, not what it learns
+    payload["train"].pop("final_fit", None)  # a validated trial is the same with or without a final fit
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -157,3 +157,16 @@ def test_corrupt_images_raise_under_strict(tmp_path):
 def test_ids_are_text_not_nan(tmp_path):
     root = kaggle(tmp_path / "d", [("a.jpg", "NA"), ("b.jpg", "null")])
     assert load_catalog(root).train["id"].tolist() == ["NA", "null"]
+
+
+def test_plain_individual_layout_and_the_layouts_new_label(tmp_path):
+    root = tmp_path / "any"
+    root.mkdir()
+    (root / "train.csv").write_text("image,individual_id\nx.jpg,zebra_1\ny.jpg,zebra_1\nz.jpg,new_individual\n")
+    for k, n in enumerate("xyz"):
+        _img(root / "train_images" / f"{n}.jpg", k)
+    _img(root / "test_images" / "q.jpg", 9)
+    cat = load_catalog(root)
+    assert cat.layout == "individual"
+    assert cat.train["id"].tolist() == ["zebra_1", "zebra_1", "new_whale"]  # read as the internal label
+    assert cat.summary()["new_whale_images"] == 1

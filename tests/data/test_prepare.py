@@ -152,3 +152,30 @@ def test_one_cache_per_stage_size_with_disk_use_and_a_local_copy(data, tmp_path,
     assert sorted(local.caches) == [(24, 24), (32, 32)]
     assert str(tmp_path / "node") in str(local.caches[(24, 24)].filename)
     assert np.array_equal(np.asarray(local.caches[(24, 24)]), np.asarray(p.caches[(24, 24)]))
+
+
+def test_happywhale_layout_holds_out_individuals_and_warns_on_a_far_prior(tmp_path, caplog):
+    from whaleflow.data.synthetic import generate_synthetic
+    from whaleflow.labels import NEW_WHALE
+
+    root = tmp_path / "hw"
+    generate_synthetic(root, individuals=30, seed=2, width=64, height=48, layout="happywhale")
+    cfg = load_config(None, [f"data.root={root}", "prepare.cache_size=32", "prepare.new_whale_val_fraction=0.25"])
+    p = prepare(cfg, tmp_path / "run", progress=False)
+    f0 = p.summary["split"]["fold_0"]
+    assert p.summary["layout"] == "happywhale" and p.layout == "happywhale"
+    assert f0["val_held_out"] > 0 and abs(f0["val_new_share"] - 0.25) < 0.06
+    assert p.summary["warnings"] == []
+    held = p.index[p.index["held_out"]]
+    assert set(held["role"]) == {"val"} and not set(held["id"]) & set(p.labels("train"))
+    val_labels = p.labels("val")
+    assert (val_labels == NEW_WHALE).sum() == len(held)  # queries see them as new
+    back = load_prepared(p.dir)
+    assert back.index["held_out"].dtype == bool and back.index["held_out"].sum() == len(held)
+    # a prior far from what validation holds is a warning, in the summary and the log
+    cfg2 = load_config(None, [f"data.root={root}", "prepare.cache_size=32", "prepare.new_whale_val_fraction=0.25",
+                              "predict.new_prior=0.5"])
+    with caplog.at_level("WARNING", logger="whaleflow.data"):
+        p2 = prepare(cfg2, tmp_path / "run2", progress=False)
+    assert len(p2.summary["warnings"]) == 1 and "predict.new_prior expects 50 %" in p2.summary["warnings"][0]
+    assert "predict.new_prior" in caplog.text

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whaleflow.data.split import check_split, roles_for_fold, split_summary, split_train, write_split
+from whaleflow.data.split import check_split, query_ids, roles_for_fold, split_summary, split_train, write_split
 from whaleflow.errors import ConfigError, DataError
 
 NW = "new_whale"
@@ -76,7 +76,7 @@ def test_zero_prior_keeps_new_whale_out_of_val():
 
 def test_single_group_individuals_and_conflicts_never_validate():
     frame = make_frame()
-    out = split_train(frame, val_fraction=0.5, seed=3)
+    out = split_train(frame, val_fraction=0.5, seed=3, hold_out_new=False)
     groups_per_id = frame[frame["id"] != NW].groupby("id")["group"].nunique()
     singles = set(groups_per_id[groups_per_id == 1].index) - {"w_000", "w_001", "w_002"}
     assert singles, "the fixture must hold single-group individuals"
@@ -111,7 +111,7 @@ def test_summary_and_csv(tmp_path):
     assert s["folds"] == 2 and s["fold_0"]["val_images"] == (out["role"] == "val").sum()
     path = write_split(out, tmp_path / "split.csv")
     back = pd.read_csv(path)
-    assert list(back.columns) == ["image", "id", "role", "fold", "group", "reason"]
+    assert list(back.columns) == ["image", "id", "role", "fold", "held_out", "group", "reason"]
     assert back["role"].iloc[0] == "val" and len(back) == len(out)
     assert back["reason"].str.len().min() > 0
 
@@ -123,3 +123,62 @@ def test_bad_input():
         split_train(make_frame(), new_whale_val_fraction=1.0)
     with pytest.raises(ConfigError):
         split_train(make_frame(), folds=0)
+
+
+@pytest.mark.parametrize("folds", [1, 3])
+def test_without_new_whale_whole_individuals_are_held_out_at_the_prior(folds):
+    """A Happywhale-like set (no new-individual label): validation still holds new ones."""
+    frame = make_frame(individuals=500, new_whales=0)
+    out = split_train(frame, val_fraction=0.15, new_whale_val_fraction=0.25, folds=folds, seed=2)
+    assert check_split(out) == []
+    for f in range(folds):
+        role = roles_for_fold(out, f)
+        val = out[role == "val"]
+        held = val["held_out"].to_numpy()
+        assert held.any() and abs(held.mean() - 0.25) < 0.04
+        # held-out individuals never appear in train, with any photo, in that fold
+        held_ids = set(val["id"][held])
+        assert not (set(out["id"][role == "train"]) & held_ids)
+        assert set(out["id"][val.index[~held]]).isdisjoint(held_ids)
+        assert (query_ids(val)[held] == NW).all() and (query_ids(val)[~held] != NW).all()
+        # whole individuals: every photo of a held-out individual validates
+        assert (role[out["id"].isin(held_ids).to_numpy()] == "val").all()
+    s = split_summary(out)["fold_0"]
+    assert s["val_held_out"] == s["val_new_whale"] and s["val_new_share"] == pytest.approx(
+        s["val_new_whale"] / s["val_images"])
+
+
+def test_new_whale_photos_come_first_and_holdout_only_tops_up():
+    plenty = split_train(make_frame(individuals=120, new_whales=300), new_whale_val_fraction=0.28, seed=0)
+    assert not plenty["held_out"].any()
+    few = split_train(make_frame(individuals=200, new_whales=10), new_whale_val_fraction=0.28, seed=0)
+    val = few[few["role"] == "val"]
+    assert (val["id"] == NW).sum() == (few["id"] == NW).sum() - 1 and val["held_out"].any()  # m2: unused
+    new_share = ((val["id"] == NW) | val["held_out"]).mean()
+    assert abs(new_share - 0.28) < 0.04
+    off = split_train(make_frame(individuals=200, new_whales=10), new_whale_val_fraction=0.28, seed=0,
+                      hold_out_new=False)
+    assert not off["held_out"].any()
+
+
+def test_held_out_individuals_are_the_rarest():
+    frame = make_frame(individuals=200, new_whales=0)
+    out = split_train(frame, new_whale_val_fraction=0.2, seed=0)
+    photos = frame.groupby("id").size()
+    held = set(out["id"][out["held_out"]])
+    assert max(photos[list(held)]) <= min(photos[list(set(photos.index) - held)]) + 1
+
+
+def test_proportional_sampling_validates_individuals_as_often_as_they_are_photographed():
+    frame = make_frame(individuals=300, new_whales=200)
+    photos = frame[frame["id"] != NW].groupby("id").size()
+    mean_photos = {}
+    for sampling in ("proportional", "round_robin"):
+        out = split_train(frame, val_fraction=0.2, sampling=sampling, seed=0)
+        assert check_split(out) == []
+        val = out[(out["role"] == "val") & (out["id"] != NW)]
+        mean_photos[sampling] = photos[val["id"]].mean()
+    # a query of a much-photographed individual is likelier, as in a test set
+    assert mean_photos["proportional"] > mean_photos["round_robin"] + 0.5
+    with pytest.raises(ConfigError):
+        split_train(frame, sampling="alphabetical")

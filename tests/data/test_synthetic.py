@@ -121,3 +121,22 @@ def test_raw_pixel_neighbours_score_poorly(syn60):
     # measured (seed 0): 1-NN 0.237, centroid 0.091, frequency prior 0.145; seeds 0-4: 1-NN 0.17-0.33
     assert scores["1-NN"] < 0.35 and scores["centroid"] < 0.3
     assert scores["1-NN"] - scores["frequency"] < 0.2
+
+
+def test_happywhale_layout_labels_everyone_and_keeps_new_for_unseen(tmp_path):
+    kag = generate_synthetic(tmp_path / "k", individuals=12, seed=4, width=64, height=48)
+    hw = generate_synthetic(tmp_path / "h", individuals=12, seed=4, width=64, height=48, layout="happywhale")
+    root = tmp_path / "h"
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    assert list(train.columns) == ["image", "species", "individual_id"]
+    assert (train["individual_id"] != NEW_WHALE).all() and (root / "train_images").is_dir()
+    answers = pd.read_csv(root / "answers.csv", dtype=str)
+    assert list(answers.columns) == ["image", "individual_id"]
+    assert (answers["individual_id"] == "new_individual").sum() == hw["test_new_whale"] > 0
+    # same photos, same bytes as the HWI layout; HWI's train new_whale got ids of their own
+    assert (root / "train_images" / train["image"].iloc[0]).read_bytes() == \
+        (tmp_path / "k" / "train" / train["image"].iloc[0]).read_bytes()
+    assert hw["train_individuals"] == kag["train_individuals"] + kag["train_new_whale"]
+    cat = load_catalog(root)
+    assert cat.layout == "happywhale" and (cat.train["id"] != NEW_WHALE).all()
+    assert pd.read_csv(root / "sample_submission.csv").columns.tolist() == ["image", "predictions"]

@@ -143,3 +143,29 @@ def test_no_trials_is_a_clear_error(tmp_path, ens_cfg):
 
     with pytest.raises(DataError, match="no finished trial"):
         run_ensemble(ens_cfg(), tmp_path, progress=False)
+
+
+def test_new_prior_sets_each_threshold_from_its_own_queries(make_run, ens_cfg):
+    import dataclasses
+
+    run = make_run()
+    cfg = ens_cfg(classifier=False, trials=4)
+    cfg = cfg.replace(predict=dataclasses.replace(cfg.predict, new_prior=0.3, use_duplicates=False))
+    out = run_ensemble(cfg, run, progress=False)
+    assert out["threshold_rule"] == "prior"
+    assert out["val_new_first_share"] == pytest.approx(0.3, abs=0.011)
+    assert out["test_new_first_share"] == pytest.approx(0.3, abs=0.012)
+    sub = read_submission(run / "submission.csv")
+    first_new = np.mean([p[0] == "new_whale" for p in sub.values()])
+    assert first_new == pytest.approx(out["test_new_first_share"])
+
+
+def test_submission_follows_the_layout_of_the_prepared_data(make_run, ens_cfg):
+    run = make_run(models=("cos",))
+    (run / "prepared").mkdir()
+    (run / "prepared" / "summary.json").write_text(json.dumps({"layout": "happywhale"}))
+    out = run_ensemble(ens_cfg(classifier=False, trials=2), run, progress=False)
+    frame = pd.read_csv(run / "submission.csv", dtype=str)
+    assert out["layout"] == "happywhale" and list(frame.columns) == ["image", "predictions"]
+    text = (run / "submission.csv").read_text()
+    assert "new_individual" in text and "new_whale" not in text

@@ -1,12 +1,19 @@
 """Read a labelled photo folder into one table, refusing bad input with actionable errors.
 
-Two layouts are understood, detected from ``train.csv``'s columns:
+Three layouts are understood, detected from ``train.csv``'s columns:
 
 * **kaggle** (Humpback Whale Identification): ``train.csv`` with ``Image,Id``,
   images in ``train/``; the test list is the image files in ``test/`` (when
   ``sample_submission.csv`` exists, every image it lists must be in ``test/``).
 * **happywhale**: ``train.csv`` with ``image,species,individual_id``, images in
-  ``train_images/`` (or ``train/``), test in ``test_images/`` (or ``test/``).
+  ``train_images/`` (or ``train/``), test in ``test_images/`` (or ``test/``);
+* **individual**: any other set labelled by individual, ``image,individual_id``, in
+  the Happywhale folders.
+
+Each layout's own new-individual label (``new_whale``, ``new_individual``) is read as
+the internal :data:`~whaleflow.labels.NEW_WHALE`. Happywhale-like sets usually have
+none: their validation then holds out whole individuals as new ones
+(:mod:`whaleflow.data.split`).
 
 Every problem a person can fix raises :class:`~whaleflow.errors.DataError` naming
 the file, the row as a person counts it (header = row 1) and the fix. Corrupt or
@@ -25,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
-from ..labels import NEW_WHALE
+from ..labels import NEW_WHALE, new_label
 from .images import check_image, is_image_name
 
 log = logging.getLogger("whaleflow.data")
@@ -33,6 +40,7 @@ log = logging.getLogger("whaleflow.data")
 LAYOUTS = {  # layout → (image column, id column, other required columns)
     "kaggle": ("Image", "Id", ()),
     "happywhale": ("image", "individual_id", ("species",)),
+    "individual": ("image", "individual_id", ()),
 }
 _SHOW = 5  # how many names an error message lists
 
@@ -185,7 +193,9 @@ def load_catalog(root: str | os.PathLike, *, strict: bool = False, check_images:
     if train_dir is None:
         raise DataError(f"no {' or '.join(n + '/' for n in train_names)} image folder.", file=root,
                         fix="put the training images in a train/ folder beside train.csv.")
-    train = pd.DataFrame({"image": frame[image_col], "id": frame[id_col].str.strip(),
+    ids = frame[id_col].str.strip()
+    ids = ids.where(ids != new_label(layout), NEW_WHALE)  # the layout's spelling → the internal label
+    train = pd.DataFrame({"image": frame[image_col], "id": ids,
                           "path": _require_files(frame[image_col], train_dir, train_csv)})
     test_names = ("test",) if layout == "kaggle" else ("test_images", "test")
     test, test_dir = _test_list(root, test_names, image_col)

@@ -20,6 +20,7 @@ back and reuses the cache folder, so it takes seconds.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,12 @@ from .cache import build_caches, cache_bytes, open_cache
 from .local_cache import local_copy, on_network_filesystem
 from .dedup import find_duplicates, hash_images, write_reports
 from .relabel import map_labels, write_mapping
-from .split import roles_for_fold, split_summary, split_train, write_split
+from .split import query_ids, roles_for_fold, split_summary, split_train, write_split
+
+log = logging.getLogger("whaleflow.data")
+
+#: prepare warns when validation's share of new individuals and the expected prior differ by more
+PRIOR_TOLERANCE = 0.10
 
 
 @dataclass
@@ -45,7 +51,7 @@ class Prepared:
     """A prepared folder, opened: the index, the image memmap and the reports."""
 
     dir: Path
-    index: pd.DataFrame     # image, split, id, role, fold, group, row, path
+    index: pd.DataFrame     # image, split, id, role, fold, held_out, group, row, path
     images: np.ndarray      # uint8 memmap (n, height, width): the largest cache
     size: tuple[int, int]   # (height, width) of the largest cache
     summary: dict
@@ -70,8 +76,14 @@ class Prepared:
         return self.index["row"].to_numpy()[self._roles(fold) == role].astype(np.int64)
 
     def labels(self, role: str, fold: int | None = None) -> np.ndarray:
-        """The ids of :meth:`rows` (same order); '' for test images."""
-        return self.index["id"].to_numpy()[self._roles(fold) == role].astype(str)
+        """The ids of :meth:`rows` (same order) as queries see them ('' for test images): an
+        individual held out as a new one is ``NEW_WHALE`` in validation."""
+        return query_ids(self.index)[self._roles(fold) == role].astype(str)
+
+    @property
+    def layout(self) -> str:
+        """The data's layout (kaggle, happywhale, individual): it decides the submission format."""
+        return str(self.summary.get("layout") or "kaggle")
 
 
 def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = True) -> Prepared:
@@ -137,15 +149,17 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     tr = index[index["split"] == "train"]
     split = split_train(tr[["image", "id", "group"]], val_fraction=pc.val_fraction,
                         new_whale_val_fraction=pc.new_whale_val_fraction, folds=pc.folds,
-                        seed=pc.seed, prefer_val=prefer)
+                        seed=pc.seed, prefer_val=prefer, hold_out_new=pc.hold_out_new,
+                        sampling=pc.val_sampling)
     write_split(split, pdir / "split.csv")
-    index = index.merge(split[["image", "role", "fold"]].assign(split="train"), on=["image", "split"],
-                        how="left")
+    index = index.merge(split[["image", "role", "fold", "held_out"]].assign(split="train"),
+                        on=["image", "split"], how="left")
     is_test = index["split"] == "test"
     index.loc[is_test, "role"] = "test"
     index["fold"] = index["fold"].fillna(-1).astype(np.int64)
     index["id"] = index["id"].fillna("").astype(str)
-    index = index[["image", "split", "id", "role", "fold", "group", "row", "path", "box"]]
+    index["held_out"] = index["held_out"].fillna(False).astype(bool)
+    index = index[["image", "split", "id", "role", "fold", "held_out", "group", "row", "path", "box"]]
     write_csv(pdir / "index.csv", index)
     # Drop leak entries for test images the cache skipped: nothing can be predicted for them.
     cached_test = set(index.loc[is_test, "image"])
@@ -156,8 +170,15 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     write_csv(pdir / "skipped.csv", skipped_df)
 
     train_idx = index[~is_test]
+    split_counts = split_summary(split)
+    prior = cfg.predict.new_prior if cfg.predict.new_prior is not None else pc.new_whale_val_fraction
+    warnings = prior_warnings(split_counts, prior, "predict.new_prior" if cfg.predict.new_prior is not None
+                              else "prepare.new_whale_val_fraction")
+    for w in warnings:
+        log.warning("%s", w)
     summary = {
         "data_root": str(catalog.root),
+        "layout": catalog.layout,
         "images": {"train": int((~is_test).sum()), "test": int(is_test.sum()),
                    "individuals": int(train_idx.loc[train_idx["id"] != NEW_WHALE, "id"].nunique()),
                    "new_whale_train": int((train_idx["id"] == NEW_WHALE).sum())},
@@ -166,7 +187,9 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         "duplicates": dups.summary,
         "conflicts": int(len(dups.conflicts)),
         "leaks": int(len(test_dups)),
-        "split": split_summary(split),
+        "split": split_counts,
+        "new_prior": prior,
+        "warnings": warnings,
         "relabel": relabel_summary,
         "boxes": {**cache.meta["boxes"], "problems": cache.meta["box_problems"],
                   "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"]},
@@ -176,6 +199,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
                     "reused": c.dir.name in existing} for c in caches],
         "settings": {"hash": pc.hash, "hash_size": pc.hash_size, "dup_distance": pc.dup_distance,
                      "val_fraction": pc.val_fraction, "new_whale_val_fraction": pc.new_whale_val_fraction,
+                     "hold_out_new": pc.hold_out_new, "val_sampling": pc.val_sampling,
                      "folds": pc.folds, "seed": pc.seed, "grayscale": pc.grayscale},
         "seconds": {"hash": round(t_hash - t0, 3), "dedup": round(t_dedup - t_hash, 3),
                     "cache": round(t_cache - t_dedup, 3), "split": round(time.perf_counter() - t_cache, 3),
@@ -207,6 +231,8 @@ def load_prepared(prepared_dir: str | Path, local_cache_dir: str | Path | None =
     summary = json.loads((pdir / "summary.json").read_text(encoding="utf-8"))
     index = pd.read_csv(pdir / "index.csv", dtype={"image": str, "split": str, "id": str, "role": str,
                                                    "path": str, "box": str}, keep_default_na=False)
+    held = index["held_out"] if "held_out" in index.columns else pd.Series(False, index=index.index)
+    index["held_out"] = held.astype(str).str.lower().isin(("true", "1"))  # folders from before held_out
     test_dups = json.loads((pdir / "test_duplicates.json").read_text(encoding="utf-8"))
     return _opened(pdir, index, summary, test_dups, local_cache_dir)
 
@@ -250,8 +276,12 @@ def format_summary(s: dict, pdir: Path | None = None) -> str:
            if d.get("new_whale_with_known_groups") else ""),
         f"leaks: {s['leaks']} test images duplicate a train image (see leaks.csv)",
         f"split (fold 0 of {s['split']['folds']}): {f0['train_images']} train / {f0['val_images']} val "
-        f"({f0['val_individuals']} individuals, {f0['val_new_whale']} new_whale), {f0['unused']} unused",
+        f"({f0['val_individuals']} individuals, {f0['val_new_whale']} new"
+        + (f", of them {f0['val_held_out']} photos of {f0['val_held_out_individuals']} individuals held out as new"
+           if f0.get("val_held_out") else "")
+        + f"; {100 * f0.get('val_new_share', 0.0):.0f} % new), {f0['unused']} unused",
     ]
+    lines += [f"warning: {w}" for w in s.get("warnings", [])]
     b = s["boxes"]
     if b.get("file"):
         lines.append(f"boxes: {b['box']} cropped, {b['clamped']} clamped, {b['missing']} without a box, "
@@ -277,6 +307,22 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
+def prior_warnings(split_counts: dict, prior: float, key: str) -> list[str]:
+    """One line per fold whose validation share of new individuals is more than
+    :data:`PRIOR_TOLERANCE` away from the prior the threshold assumes."""
+    out = []
+    for f in range(int(split_counts.get("folds", 1))):
+        c = split_counts.get(f"fold_{f}", {})
+        if not c.get("val_images"):
+            continue
+        share = float(c.get("val_new_share", 0.0))
+        if abs(share - prior) > PRIOR_TOLERANCE:
+            out.append(f"fold {f}: validation holds {100 * share:.0f} % new individuals but {key} expects "
+                       f"{100 * prior:.0f} %; a threshold tuned on it will not carry over to test. Fix: set "
+                       f"{key} to the share you expect, or allow prepare.hold_out_new, or add new-individual photos")
+    return out
+
+
 def catalog_for(root, cfg: Config, progress: bool):
     """The catalog of ``root`` (images are checked by hashing and caching, not twice here)."""
     from .catalog import load_catalog
@@ -293,7 +339,7 @@ def _load_catalog(cfg: Config, out_dir: Path, progress: bool):
         root = out_dir / "data"
         if not (root / "train.csv").is_file():
             generate_synthetic(root, individuals=syn.individuals, seed=syn.seed,
-                               width=syn.image_width, height=syn.image_height)
+                               width=syn.image_width, height=syn.image_height, layout=syn.layout)
     return catalog_for(root, cfg, progress)
 
 

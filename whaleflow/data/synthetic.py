@@ -1,4 +1,4 @@
-"""Synthetic humpback flukes in the Kaggle HWI layout, so the pipeline runs anywhere.
+"""Synthetic humpback flukes in the Kaggle HWI layout (or Happywhale's), so the pipeline runs anywhere.
 
 Each individual is a procedural fluke: two lobes, a notch, a jagged trailing edge
 (teeth, ripples, bites, a clipped tip) and a pigment pattern (thresholded blobs with
@@ -10,6 +10,12 @@ noise, sometimes greyscale, and a random JPEG quality. Shots per individual foll
 capped Zipf law as in HWI; ``new_whale`` marks train photos of individuals seen once
 and test photos of individuals absent from train (``answers.csv``). ``boxes.csv``
 (``Image,x0,y0,x1,y1``) gives each fluke's box as a detector would, a few percent off.
+
+``layout="happywhale"`` writes the same photos as Happywhale did: ``train.csv`` with
+``image,species,individual_id`` in which every photo is labelled (the individuals HWI
+calls new_whale get ids of their own), ``train_images/``, ``test_images/``, and
+``answers.csv`` (``image,individual_id``) with ``new_individual`` for the test photos
+of individuals absent from train; ``sample_submission.csv`` is ``image,predictions``.
 
 Every random draw comes from numpy generators seeded by (seed, role, index), and
 Pillow's JPEG encoder is deterministic: the same arguments give the same bytes.
@@ -28,7 +34,10 @@ from PIL import Image
 
 from ..errors import DataError
 from ..io import write_csv, write_text
-from ..labels import NEW_WHALE
+from ..labels import NEW_WHALE, new_label
+
+#: layout → (train folder, test folder); the photos are the same in each
+LAYOUT_FOLDERS = {"kaggle": ("train", "test"), "happywhale": ("train_images", "test_images")}
 
 ZIPF_A = 1.9            # shots per known individual ~ Zipf(1.9): 57% one photo, a few dozens
 MAX_SHOTS = 30          # cap on train photos of one individual
@@ -243,6 +252,14 @@ def _plan(rng: np.random.Generator, individuals: int) -> list[tuple[int, str, st
     return photos
 
 
+def _label_everyone(plan: list[tuple[int, str, str]], rng: np.random.Generator) -> list[str]:
+    """Happywhale labels every training photo: an individual HWI calls new_whale in train gets
+    an id of its own (and keeps it in test); test photos of individuals never in train stay new."""
+    in_train = sorted({who for who, split, label in plan if split == "train" and label == NEW_WHALE})
+    fresh = dict(zip(in_train, _unique_hex(rng, len(in_train), 7)))
+    return [label if label != NEW_WHALE else fresh.get(who, NEW_WHALE) for who, _, label in plan]
+
+
 def _unique_hex(rng: np.random.Generator, n: int, digits: int) -> list[str]:
     out: dict[str, None] = {}
     while len(out) < n:
@@ -252,22 +269,26 @@ def _unique_hex(rng: np.random.Generator, n: int, digits: int) -> list[str]:
 
 
 def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int = 0, width: int = 192,
-                       height: int = 128, progress: bool = False) -> dict:
+                       height: int = 128, progress: bool = False, layout: str = "kaggle") -> dict:
     """Write a synthetic HWI-layout data set into ``out_dir`` and return its counts.
 
     ``individuals`` is the number of labelled (known) individuals; new_whale photos
     and unseen test individuals come on top in HWI-like proportions. A folder that
     already holds a set made here (``synthetic.json``) is replaced; any other
-    non-empty ``train/`` or ``test/`` is refused rather than mixed with.
+    non-empty ``train/`` or ``test/`` is refused rather than mixed with. ``layout`` is
+    ``kaggle`` (HWI) or ``happywhale`` (see the module notes).
     """
+    if layout not in LAYOUT_FOLDERS:
+        raise DataError(f"unknown synthetic layout {layout!r}.", fix=f"use one of {', '.join(LAYOUT_FOLDERS)}.")
     if individuals < 1 or width < 32 or height < 32:
         raise DataError(f"cannot generate {individuals} individuals at {width}x{height}.",
                         fix="use at least 1 individual and images of at least 32x32 pixels.")
     start = time.perf_counter()
     out = Path(out_dir)
     marker = out / "synthetic.json"
+    folders = dict(zip(("train", "test"), LAYOUT_FOLDERS[layout]))
     for split in ("train", "test"):
-        folder = out / split
+        folder = out / folders[split]
         if folder.is_dir() and any(folder.iterdir()):
             if not marker.is_file():
                 raise DataError("folder already holds images not made by the synthetic generator.",
@@ -292,9 +313,11 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
             cache[who] = (ind, _texture(ind, width))
         ind, tex = cache[who]
         jpeg, boxes[names[k]] = _photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height)
-        (out / split / names[k]).write_bytes(jpeg)
+        (out / folders[split] / names[k]).write_bytes(jpeg)
 
     rows = pd.DataFrame({"Image": names, "Id": [p[2] for p in plan], "split": [p[1] for p in plan]})
+    if layout == "happywhale":
+        rows["Id"] = _label_everyone(plan, rng)
     train = rows[rows.split == "train"][["Image", "Id"]].sort_values("Image")
     answers = rows[rows.split == "test"][["Image", "Id"]].sort_values("Image")
     known = train[train.Id != NEW_WHALE].Id.value_counts()
@@ -307,10 +330,19 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
         "singletons": int((known == 1).sum()),
         "test_images": len(answers), "test_new_whale": int((answers.Id == NEW_WHALE).sum()),
     }
-    write_csv(out / "answers.csv", answers)
+    summary["layout"] = layout
     write_csv(out / "boxes.csv", pd.DataFrame(
         [(n, *boxes[n]) for n in sorted(boxes)], columns=["Image", "x0", "y0", "x1", "y1"]))
-    write_csv(out / "sample_submission.csv", answers.assign(Id=placeholder))
+    if layout == "happywhale":
+        new = new_label(layout)
+        answers = answers.assign(Id=answers.Id.where(answers.Id != NEW_WHALE, new))
+        write_csv(out / "answers.csv", answers.rename(columns={"Image": "image", "Id": "individual_id"}))
+        write_csv(out / "sample_submission.csv", pd.DataFrame(
+            {"image": answers.Image, "predictions": placeholder.replace(NEW_WHALE, new)}))
+        train = pd.DataFrame({"image": train.Image, "species": "humpback_whale", "individual_id": train.Id})
+    else:
+        write_csv(out / "answers.csv", answers)
+        write_csv(out / "sample_submission.csv", answers.assign(Id=placeholder))
     write_text(marker, json.dumps(summary, indent=2) + "\n")
     write_csv(out / "train.csv", train)
     return {**summary, "out_dir": str(out), "seconds": round(time.perf_counter() - start, 3)}

@@ -10,9 +10,14 @@ Two fits, mirroring how the other models build their galleries:
 
 * **validation scores**: fit on train-role images of known individuals, score
   val-role images (classes = the train-role known individuals, the val class list of
-  every other model);
+  every other model); with ``val_gallery="test_like"`` (the default, as for every
+  family) in chunks of whole near-duplicate groups, each fitted on train + the known
+  validation images of the other chunks, so the validation fit has as many photos
+  per individual as the test fit;
 * **test scores**: refit on train+val known individuals, score test-role images
-  (classes = train+val known individuals, the test class list).
+  (classes = train+val known individuals, the test class list). An individual held
+  out as a new one in validation is new_whale there and a known class here
+  (``catalog_ids`` of ``embeddings.npz``), as in every other model's test gallery.
 
 The result is written to ``RUN_DIR/trials/classifier/`` exactly like a trial
 (``scores_val.npz``, ``scores_test.npz``, ``model.pt``, then ``result.json`` last), so
@@ -100,6 +105,25 @@ def _scaled_blocks(paths: Sequence[Path]):
     return blocks, scaling, images, roles, ids
 
 
+def _groups(path: Path, images: np.ndarray) -> np.ndarray:
+    """Near-duplicate groups of ``images`` (each image its own when the file predates them)."""
+    with np.load(path, allow_pickle=False) as d:
+        if "groups" not in d.files:
+            return np.asarray(images).astype(str)
+        row = {str(im): i for i, im in enumerate(d["images"])}
+        return d["groups"][[row[str(im)] for im in images]].astype(str)
+
+
+def _catalog_ids(path: Path, images: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The catalogue's ids of ``images`` (held-out individuals as themselves); ``ids`` when
+    the file predates them."""
+    with np.load(path, allow_pickle=False) as d:
+        if "catalog_ids" not in d.files:
+            return ids
+        row = {str(im): i for i, im in enumerate(d["images"])}
+        return d["catalog_ids"][[row[str(im)] for im in images]].astype(str)
+
+
 def _fit(cfg: ClassifierConfig, seed: int, x, ids, fit_mask):
     from ..classify import build_classifier
     from ..engine.device import resolve_device
@@ -122,14 +146,48 @@ def _scores(model, x, images, classes, truth, topk: int, above: int | None):
     return TopKScores.concat(parts, truth)
 
 
+def _stored(dense: np.ndarray, images, classes, truth, topk: int, above: int | None):
+    """Dense validation scores as they are stored: as they are, or top-``topk`` above ``above`` classes."""
+    if above is None or len(classes) <= above or topk >= len(classes):
+        return ClassScores(dense, images, classes, truth)
+    parts = [TopKScores.from_dense(ClassScores(dense[a:a + _CHUNK], images[a:a + _CHUNK], classes), topk)
+             for a in range(0, len(dense), _CHUNK)]
+    return TopKScores.concat(parts, truth)
+
+
 def _threshold(scores) -> tuple[float, float]:
     if isinstance(scores, TopKScores):  # the top five are among the kept classes: exact
         return best_threshold(RankedTopK.from_scores(scores.values.astype(np.float32), scores.truth_columns()))
     return best_threshold(RankedTopK.from_scores(scores.scores, truth_indices(scores.truth, scores.classes)))
 
 
-def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int) -> str:
-    h = hashlib.sha1(json.dumps({"cfg": to_dict(cfg), "seed": seed}, sort_keys=True).encode())
+def _test_like_val(cfg, seed, x, ids, groups, train, val, chunks: int):
+    """Validation scores in chunks, each from a fit on train + the other chunks' known val images."""
+    from ..data.split import val_chunks
+
+    known = (ids != NEW_WHALE) & (ids != "")
+    classes = np.array(sorted(set(ids[(train | val) & known])))
+    col = {c: i for i, c in enumerate(classes)}
+    out = np.zeros((int(val.sum()), len(classes)), np.float32)
+    vpos = np.flatnonzero(val)
+    chunk = val_chunks(groups[val], chunks, seed)
+    for k in np.unique(chunk):
+        fit = train.copy()
+        fit[vpos[chunk != k]] = True
+        query = np.zeros_like(val)
+        query[vpos[chunk == k]] = True
+        model, c = _fit(cfg, seed, x, ids, fit)
+        s = model.predict_scores(x[query])
+        block = np.repeat(s.min(axis=1, keepdims=True), len(classes), axis=1)
+        block[:, [col[n] for n in c]] = s
+        out[chunk == k] = block
+    return out, classes
+
+
+def _fingerprint(paths: Sequence[Path], cfg: ClassifierConfig, seed: int, val_gallery: str = "train",
+                 val_chunks: int = 0) -> str:
+    h = hashlib.sha1(json.dumps({"cfg": to_dict(cfg), "seed": seed, "val_gallery": val_gallery,
+                                 "val_chunks": val_chunks}, sort_keys=True).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p.parent.name}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -145,6 +203,8 @@ def build_classifier_model(
     reuse: bool = True,
     store_topk: int = 100,
     store_topk_above: int | None = 2000,
+    val_gallery: str = "test_like",
+    val_chunks: int = 4,
 ) -> ClassifierOutcome:
     """Fit the classifier on the embeddings of the trials named in ``sources``.
 
@@ -166,21 +226,27 @@ def build_classifier_model(
         if prev.get("family") != CLASSIFIER_NAME:
             return ClassifierOutcome(None, f"classifier on embeddings: skipped, {out_dir} belongs to a "
                                            f"{prev.get('family')!r} trial; rename that model")
-        fp = _fingerprint(paths, cfg, seed)
+        fp = _fingerprint(paths, cfg, seed, val_gallery, val_chunks)
         if reuse and prev.get("fingerprint") == fp and (out_dir / "scores_val.npz").is_file() \
                 and (out_dir / "scores_test.npz").is_file():
             return ClassifierOutcome(out_dir, f"classifier on embeddings: reused (sources unchanged: "
                                               f"{', '.join(prev.get('sources', []))})")
-    fp = _fingerprint(paths, cfg, seed)
+    fp = _fingerprint(paths, cfg, seed, val_gallery, val_chunks)
     x, images, roles, ids = gather_embeddings(paths)
+    catalog = _catalog_ids(paths[0], images, ids)
     train, val, test = roles == "train", roles == "val", roles == "test"
     n_train_classes = len(set(ids[train & (ids != NEW_WHALE) & (ids != "")]))
     if n_train_classes < 2 or not val.any() or not test.any():
         return ClassifierOutcome(None, f"classifier on embeddings: skipped, {n_train_classes} known training "
                                        f"individuals, {int(val.sum())} val and {int(test.sum())} test images")
-    model, c_val = _fit(cfg, seed, x, ids, train)
-    val_scores = _scores(model, x[val], images[val], c_val, ids[val], store_topk, store_topk_above)
-    model, c_test = _fit(cfg, seed, x, ids, train | val)
+    groups = _groups(paths[0], images)
+    if val_gallery == "test_like":
+        s_val, c_val = _test_like_val(cfg, seed, x, ids, groups, train, val, val_chunks)
+        val_scores = _stored(s_val, images[val], c_val, ids[val], store_topk, store_topk_above)
+    else:
+        model, c_val = _fit(cfg, seed, x, ids, train)
+        val_scores = _scores(model, x[val], images[val], c_val, ids[val], store_topk, store_topk_above)
+    model, c_test = _fit(cfg, seed, x, catalog, train | val)
     test_scores = _scores(model, x[test], images[test], c_test, None, store_topk, store_topk_above)
     out_dir.mkdir(parents=True, exist_ok=True)
     existing.unlink(missing_ok=True)  # result.json marks a finished model: drop it while rewriting

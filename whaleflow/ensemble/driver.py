@@ -3,9 +3,14 @@
 It reads only artifacts from ``RUN_DIR/trials/<name>/`` (class scores and
 embeddings), never a network, so it runs anywhere — as the last Ray task of a run or
 by hand on a copied run folder. Per model the validation scores fit a normaliser
-(:mod:`.normalize`) that is then applied unchanged to the test scores; the models are
+(:mod:`.normalize`) that is then applied unchanged to the test scores — unless the test
+scores come from another fit (the classifier's train+val refit, a model's final fit
+under ``train.final_fit``): then that fit's own test scores fit its normaliser, since
+a normaliser (and a threshold) only describe the fit they were measured on; the models are
 aligned on a common class list and image order (:mod:`.blend`); Optuna picks weights
-and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`).
+and the new_whale threshold by cross-validated MAP@5 (:mod:`.tune`), or the threshold
+follows ``predict.new_prior`` on each query set (validation, test) by itself.
+The submission is written in the data's layout (``prepared/summary.json``).
 
 Written under ``RUN_DIR``: ``submission.csv`` and, in ``ensemble/``, ``weights.json``
 (weights, threshold, normalisers), ``threshold_curve.csv`` (threshold, map5 of the
@@ -25,12 +30,15 @@ import pandas as pd
 
 from ..config import Config
 from ..errors import DataError
+from ..final_fit import final_test_scores
+from ..inference.new_prior import new_first_share, prior_threshold
 from ..inference.topk_scores import load_class_scores
 from ..io import write_csv, write_json
 from ..submission import write_submission
 from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
 from .normalize import ScoreNormalizer
+from .outer import outer_estimate
 from .score_space import build_space, fit_normalizer, truth_of
 from .tune import RankedTopK, tune_blend
 
@@ -85,6 +93,14 @@ def apply_duplicates(labels: Sequence[str], first: Sequence[str], k: int = 5) ->
     return out[:k]
 
 
+def data_layout(run_dir: str | Path) -> str:
+    """The layout ``prepare`` found (kaggle, happywhale, individual); kaggle for older folders."""
+    path = Path(run_dir) / "prepared" / "summary.json"
+    if path.is_file():
+        return str(json.loads(path.read_text(encoding="utf-8")).get("layout") or "kaggle")
+    return "kaggle"
+
+
 def _covers(scores, images: np.ndarray) -> bool:
     return set(map(str, images)) <= set(map(str, scores.images))
 
@@ -95,15 +111,18 @@ def run_ensemble(
     *,
     progress: bool = True,
     test_duplicates: Mapping[str, Sequence[str]] | None = None,
+    layout: str | None = None,
 ) -> dict:
-    """Blend every finished trial of ``run_dir`` (plus the classifier) and write the submission."""
+    """Blend every finished trial of ``run_dir`` (plus the classifier) and write the submission
+    (in ``layout``'s format; by default the one ``prepared/summary.json`` names)."""
     run_dir = Path(run_dir)
     ens_dir = run_dir / "ensemble"
     ecfg = cfg.ensemble
     show = progress and not cfg.output.quiet
     trials, notes = find_trials(run_dir)
     outcome = build_classifier_model(ecfg.classifier, run_dir, [t.name for t in trials], seed=ecfg.seed,
-                                     store_topk=cfg.predict.store_topk, store_topk_above=cfg.predict.store_topk_above)
+                                     store_topk=cfg.predict.store_topk, store_topk_above=cfg.predict.store_topk_above,
+                                     val_gallery=cfg.predict.val_gallery, val_chunks=cfg.predict.val_chunks)
     notes.append(outcome.note)
     if outcome.trial_dir is not None:
         trials.append(TrialArtifacts(CLASSIFIER_NAME, outcome.trial_dir,
@@ -128,9 +147,27 @@ def run_ensemble(
     trials, vals, tests = [trials[i] for i in keep], [vals[i] for i in keep], [tests[i] for i in keep]
     if vals[0].truth is None:
         raise DataError("validation scores carry no truth labels.", file=trials[0].path / "scores_val.npz")
+    refit = {CLASSIFIER_NAME}  # models whose test scores come from another fit than their validation scores
+    if cfg.train.final_fit:
+        for i, t in enumerate(trials):
+            path = final_test_scores(run_dir, t.name) if t.name != CLASSIFIER_NAME else None
+            if path is None and t.name != CLASSIFIER_NAME:
+                notes.append(f"trial {t.name}: no finished final fit; its test scores are the validated trial's")
+            elif path is not None:
+                final = load_class_scores(path)
+                if _covers(final, test_images):
+                    tests[i] = final
+                    refit.add(t.name)
+                else:
+                    notes.append(f"trial {t.name}: its final fit does not score every test image; not used")
+        used = sorted(refit - {CLASSIFIER_NAME})
+        if used:
+            notes.append(f"test scores from the final fits (train + val) of {', '.join(used)}")
     norms = {t.name: fit_normalizer(v) for t, v in zip(trials, vals)}
+    test_norms = {t.name: fit_normalizer(s, logit=norms[t.name].logit) if t.name in refit and len(s.images)
+                  else norms[t.name] for t, s in zip(trials, tests)}
     val_space, mats_val = build_space(vals, [norms[t.name] for t in trials], val_images)
-    test_space, mats_test = build_space(tests, [norms[t.name] for t in trials], test_images)
+    test_space, mats_test = build_space(tests, [test_norms[t.name] for t in trials], test_images)
     truth = truth_of(vals, val_images)
     del vals, tests  # the per-model files: only the (n, columns) matrices are needed from here
     if val_space.cand is not None:
@@ -140,16 +177,25 @@ def run_ensemble(
     val_classes, test_classes = val_space.classes, test_space.classes
 
     # ---- tune weights and threshold
-    fixed = cfg.predict.new_whale_threshold
+    fixed, prior = cfg.predict.new_whale_threshold, cfg.predict.new_prior
     if fixed is not None:
         notes.append(f"new_whale threshold fixed at {fixed} by predict.new_whale_threshold "
                      "(on the normalised blend scale); only weights are tuned")
+    if prior is not None:
+        notes.append(f"new-individual threshold by predict.new_prior: the {100 * prior:.0f} % least confident "
+                     "queries of each set (validation, test) get it first; only weights are tuned")
     names = [t.name for t in trials]
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
-                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, progress=show)
+                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show)
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
+    outer = outer_estimate(mats_val, truth_idx, names, outer_folds=ecfg.outer_folds, trials=ecfg.trials,
+                           folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior)
+    if outer is not None:
+        notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
+                     f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
+                     f"validation MAP@5 of the chosen blend is {tuning.val_map5:.4f}")
 
     # ---- validation outputs
     blended_val = blend_matrices(mats_val, weights)
@@ -168,7 +214,12 @@ def run_ensemble(
 
     # ---- test predictions and submission
     blended_test = blend_matrices(mats_test, weights)
-    test_pred = test_space.predict_labels(blended_test, threshold, k=min(5, len(test_classes)))
+    test_threshold = prior_threshold(blended_test, prior) if prior is not None else threshold
+    test_pred = test_space.predict_labels(blended_test, test_threshold, k=min(5, len(test_classes)))
+    top1 = blended_test.max(axis=1) if blended_test.shape[1] else np.zeros(len(test_images), np.float32)
+    write_csv(ens_dir / "test_top.csv", pd.DataFrame({  # what pseudo-labelling picks from
+        "image": test_images, "label": test_space.top_labels(blended_test),
+        "score": top1, "new_first": top1 < np.float32(test_threshold)}))
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0
@@ -177,7 +228,8 @@ def run_ensemble(
                 predictions[im] = apply_duplicates(predictions[im], labels)
                 used += 1
         notes.append(f"near-duplicates of labelled images put first for {used} test images")
-    submission = write_submission(run_dir / "submission.csv", predictions, list(test_images))
+    layout = layout or data_layout(run_dir)
+    submission = write_submission(run_dir / "submission.csv", predictions, list(test_images), layout=layout)
 
     best_single = max(names, key=lambda n: tuning.single_map5[n])
     summary = {
@@ -191,11 +243,24 @@ def run_ensemble(
             }
             for t in trials
         },
-        "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold},
+        "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold,
+                     "test_threshold": test_threshold,
+                     "expected_test_map5": outer.map5 if outer else None,
+                     "expected_test_map5_std": outer.std if outer else None},
+        "expected_test_map5": outer.map5 if outer else None,
+        "expected_test_map5_std": outer.std if outer else None,
+        "outer": outer.to_dict() if outer else None,
         "val_map5": tuning.val_map5,
         "best_single": best_single,
         "weights": tuning.weights,
         "threshold": threshold,
+        "test_threshold": test_threshold,
+        "threshold_rule": "prior" if prior is not None else ("fixed" if fixed is not None else "tuned"),
+        "new_prior": prior,
+        "val_new_first_share": new_first_share(blended_val, threshold),
+        "test_new_first_share": new_first_share(blended_test, test_threshold),
+        "val_new_share": float((truth_idx == -1).mean()) if len(truth_idx) else 0.0,
+        "layout": layout,
         "optuna_trials": tuning.n_trials,
         "study": tuning.study_name,
         "n_val": int(len(val_images)),
@@ -207,14 +272,21 @@ def run_ensemble(
         "models": names,
         "weights": tuning.weights,
         "threshold": threshold,
+        "test_threshold": test_threshold,
+        "new_prior": prior,
         "threshold_scale": "normalised blend (see normalizers)",
         "val_map5": tuning.val_map5,
         "cv_map5": tuning.cv_map5,
+        "expected_test_map5": outer.map5 if outer else None,
+        "expected_test_map5_std": outer.std if outer else None,
+        "outer_folds": len(outer.folds) if outer else 0,
         "folds": ecfg.folds,
         "seed": ecfg.seed,
         "study": tuning.study_name,
         "optuna_trials": tuning.n_trials,
         "normalizers": {n: norms[n].to_dict() for n in names},
+        "test_normalizers": {n: test_norms[n].to_dict() for n in names},
+        "final_fit": sorted(refit - {CLASSIFIER_NAME}),
     })
     write_json(ens_dir / "summary.json", summary)
     return summary

@@ -68,12 +68,22 @@ class ScoreSpace:
         names = np.append(np.asarray(self.classes).astype(object), NEW_WHALE)
         return [list(names[row]) for row in top]
 
+    def top_labels(self, blended: np.ndarray) -> list[str]:
+        """Each query's best known class (no new_whale), "" where there is no column."""
+        if blended.shape[1] == 0:
+            return [""] * len(blended)
+        col = blended.argmax(axis=1)
+        idx = col if self.cand is None else self.cand[np.arange(len(col)), col]
+        return [str(self.classes[i]) if i >= 0 else "" for i in idx]
 
-def fit_normalizer(scores: ClassScores | TopKScores) -> ScoreNormalizer:
-    """The model's normaliser from its validation file (dense matrix or stored top-K)."""
+
+def fit_normalizer(scores: ClassScores | TopKScores, logit: bool | None = None) -> ScoreNormalizer:
+    """The model's normaliser from a score file (dense matrix or stored top-K); ``logit``
+    as another fit of the same model decided (None: from the file)."""
     if isinstance(scores, TopKScores):
-        return ScoreNormalizer.fit(scores.values.astype(np.float32), logit=scores.probability_like)
-    return ScoreNormalizer.fit(scores.scores)
+        return ScoreNormalizer.fit(scores.values.astype(np.float32),
+                                   logit=scores.probability_like if logit is None else logit)
+    return ScoreNormalizer.fit(scores.scores, logit=logit)
 
 
 def _unkept(s: TopKScores, rows: np.ndarray) -> np.ndarray:

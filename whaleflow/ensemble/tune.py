@@ -26,10 +26,21 @@ not a grid: MAP@5 as a function of the threshold only changes at those values, s
 optimum is found exactly and is invariant under each model's monotone normalisation.
 Its semantics are those of :func:`whaleflow.inference.topk.insert_new_whale`.
 
+**A prior instead of a tuned threshold.** With ``prior`` (``predict.new_prior``) the
+threshold is not fitted at all: on whatever queries are scored it is set so that
+that share of them gets new_whale first (:mod:`whaleflow.inference.new_prior`); the
+weights are tuned for the MAP@5 that rule gives.
+
+**How good is the whole choice?** The reported ``cv_map5`` still comes from weights
+chosen on all of validation. :mod:`.outer` repeats this whole function on outer
+folds and scores each held-out fold with what the others chose: that figure is the
+expected test MAP@5.
+
 **Storage.** The study lives in SQLite (``RDBStorage``) under a name derived from the
 models and their validation scores, with ``load_if_exists``: a rerun on the same
 trials continues the study (each run adds ``trials`` more), a changed set of models
-starts a new study in the same file.
+starts a new study in the same file; with no ``storage_path`` (the outer folds) it
+lives in memory.
 """
 from __future__ import annotations
 
@@ -41,6 +52,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..inference.new_prior import prior_threshold
 from ..progress import progress_bar
 from .blend import blend_matrices
 
@@ -145,13 +157,17 @@ def make_folds(truth_idx: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def cv_map5(ranked: RankedTopK, fold_ids: np.ndarray, fixed_threshold: float | None = None) -> float:
-    """Out-of-fold MAP@5: each fold scored at the threshold tuned on the other folds."""
+def cv_map5(ranked: RankedTopK, fold_ids: np.ndarray, fixed_threshold: float | None = None,
+            prior: float | None = None) -> float:
+    """Out-of-fold MAP@5: each fold scored at the threshold tuned on the other folds
+    (a fixed threshold or the prior rule needs no tuning: all rows at once)."""
     n = len(fold_ids)
     if n == 0:
         return 0.0
     if fixed_threshold is not None:
         return ranked.map_at(fixed_threshold)
+    if prior is not None:
+        return ranked.map_at(prior_threshold(ranked.values[:, 0], prior))
     ids = np.unique(fold_ids)
     if len(ids) < 2:
         return best_threshold(ranked)[1]
@@ -179,18 +195,21 @@ class BlendTuning:
     notes: list[str] = field(default_factory=list)
 
 
-def _evaluate(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None) -> tuple[float, float]:
+def _evaluate(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None,
+              prior: float | None = None) -> tuple[float, float]:
     ranked = RankedTopK.from_scores(scores, truth_idx)
+    if prior is not None:
+        fixed = prior_threshold(ranked.values[:, 0], prior)
     return (fixed, ranked.map_at(fixed)) if fixed is not None else best_threshold(ranked)
 
 
-def _study_name(names, matrices, truth_idx, folds, seed, fixed) -> str:
+def _study_name(names, matrices, truth_idx, folds, seed, fixed, prior=None) -> str:
     h = hashlib.sha1()
     for name, m in zip(names, matrices):
         h.update(name.encode() + b"\0")
         h.update(np.ascontiguousarray(m, dtype=np.float32).tobytes())
     h.update(np.asarray(truth_idx, dtype=np.int64).tobytes())
-    h.update(f"{folds}|{seed}|{fixed}".encode())
+    h.update(f"{folds}|{seed}|{fixed}".encode() + (f"|prior={prior}".encode() if prior is not None else b""))
     return "blend-" + h.hexdigest()[:16]
 
 
@@ -202,8 +221,9 @@ def tune_blend(
     trials: int,
     folds: int,
     seed: int,
-    storage_path: str | Path,
+    storage_path: str | Path | None,
     fixed_threshold: float | None = None,
+    prior: float | None = None,
     progress: bool = True,
 ) -> BlendTuning:
     """Tune weights (Optuna, CV objective) and the final threshold over aligned,
@@ -218,20 +238,21 @@ def tune_blend(
     truth_idx = np.asarray(truth_idx, dtype=np.int64)
     fold_ids = make_folds(truth_idx, folds, seed)
     notes: list[str] = []
-    singles = {n: _evaluate(m, truth_idx, fixed_threshold) for n, m in zip(names, matrices)}
+    singles = {n: _evaluate(m, truth_idx, fixed_threshold, prior) for n, m in zip(names, matrices)}
 
     def cv_of(weights) -> float:
         ranked = RankedTopK.from_scores(blend_matrices(matrices, weights), truth_idx)
-        return cv_map5(ranked, fold_ids, fixed_threshold)
+        return cv_map5(ranked, fold_ids, fixed_threshold, prior)
 
     n_total, study_name = 0, None
     if len(names) == 1:
         weights = np.array([1.0])
         notes.append("one model: weight 1, only the threshold is tuned")
     else:
-        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold)
-        storage_path = Path(storage_path)
-        storage_path.parent.mkdir(parents=True, exist_ok=True)
+        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold, prior)
+        if storage_path is not None:
+            storage_path = Path(storage_path)
+            storage_path.parent.mkdir(parents=True, exist_ok=True)
         keys = [f"w_{n}" for n in names]
 
         def objective(trial) -> float:
@@ -242,7 +263,8 @@ def tune_blend(
 
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path.resolve()}")
+        storage = (optuna.storages.InMemoryStorage() if storage_path is None
+                   else optuna.storages.RDBStorage(f"sqlite:///{storage_path.resolve()}"))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -271,7 +293,7 @@ def tune_blend(
 
     weights = weights / weights.sum()
     cv = cv_of(weights)
-    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold)
+    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior)
     best_single = max(names, key=lambda n: singles[n][1])
     if singles[best_single][1] > full:
         notes.append(f"the CV-chosen blend scored {full:.4f} on all of validation, below {best_single} "

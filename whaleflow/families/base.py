@@ -8,6 +8,9 @@ Training batches come from a :class:`~whaleflow.data.loader.BatchLoader` (worker
 processes, ``train.workers``; by default the trial's CPUs minus one) reading the cache
 of the stage's size; they arrive as uint8 and are normalised on the device. A family's
 loop sums its loss on the device and reads it once per epoch: no CPU sync per step.
+
+An individual held out as a new one (Happywhale-like data) is ``new_whale`` as a
+validation query, and its true self in the test gallery.
 """
 from __future__ import annotations
 
@@ -37,7 +40,12 @@ class Split:
 
     rows: np.ndarray
     images: np.ndarray
-    ids: np.ndarray
+    ids: np.ndarray                   # as queries see them (held-out individuals are new_whale)
+    gallery_ids: np.ndarray | None = None  # the catalogue's ids, for a gallery (None: ``ids``)
+
+    def __post_init__(self):
+        if self.gallery_ids is None:
+            self.gallery_ids = self.ids
 
 
 class FamilyTask(ModelTask):
@@ -60,7 +68,7 @@ class FamilyTask(ModelTask):
         if train_cfg.max_train_images:
             s = self.splits["train"]
             keep = np.sort(np.random.default_rng(train_cfg.seed).permutation(len(s.rows))[: train_cfg.max_train_images])
-            self.splits["train"] = Split(s.rows[keep], s.images[keep], s.ids[keep])
+            self.splits["train"] = Split(s.rows[keep], s.images[keep], s.ids[keep], s.gallery_ids[keep])
         train_ids = self.splits["train"].ids
         if len(train_ids) == 0:
             raise ValueError("the split left no training images; check the data and prepare.val_fraction")
@@ -78,8 +86,11 @@ class FamilyTask(ModelTask):
 
     @staticmethod
     def _split(index, role: str) -> Split:
+        from ..data.split import query_ids
+
         part = index[index["role"] == role]
-        return Split(part["row"].to_numpy(np.int64), part["image"].to_numpy(str), part["id"].fillna("").to_numpy(str))
+        ids = part["id"].fillna("").to_numpy(str)
+        return Split(part["row"].to_numpy(np.int64), part["image"].to_numpy(str), query_ids(part.fillna({"id": ""})), ids)
 
     # ------------------------------------------------------------------ stages
     def setup_stage(self, stage: StageConfig, *, fresh: bool) -> None:
@@ -217,9 +228,9 @@ class FamilyTask(ModelTask):
         rows, ids = [], []
         for role in roles:
             s = self.splits[role]
-            known = s.ids != NEW_WHALE
+            known = (s.gallery_ids != NEW_WHALE) & (s.gallery_ids != "")
             rows.append(s.rows[known])
-            ids.append(s.ids[known])
+            ids.append(s.gallery_ids[known])
         rows_a, ids_a = np.concatenate(rows), np.concatenate(ids)
         classes = np.array(sorted(set(ids_a)))
         col = {c: i for i, c in enumerate(classes)}
@@ -230,9 +241,52 @@ class FamilyTask(ModelTask):
         roles = ("train",) if split == "val" else ("train", "val")
         g_rows, g_labels, classes = self.labelled_gallery(roles)
         q = self.splits[split]
+        if len(q.rows) == 0:  # a final fit (train.final_fit) has no validation queries
+            return ClassScores(np.zeros((0, len(classes)), np.float32), q.images, classes,
+                               q.ids if split == "val" else None)
         scores = self.score_queries_named(q.rows, g_rows, g_labels, classes)
         truth = q.ids if split == "val" else None
         return ClassScores(scores.astype(np.float32), q.images, classes, truth)
+
+    def val_chunk_ids(self, chunks: int) -> np.ndarray:
+        """The chunk of every validation query (rows of ``splits['val']``), by near-duplicate group."""
+        from ..data.split import val_chunks
+
+        idx = self.prepared.index
+        val = idx[idx["role"] == "val"]
+        return val_chunks(val["group"].to_numpy() if "group" in val else val["image"].to_numpy(), chunks,
+                          self.train_cfg.seed)
+
+    def test_like_val_scores(self, chunks: int) -> ClassScores:
+        """Validation queries against a gallery as large as the test set's.
+
+        A test query searches every labelled photo (train + val); a validation query
+        scored against train alone searches fewer photos of its own individual (often
+        one instead of two), so its scores run lower, its MAP@5 understates test, and a
+        threshold tuned on it puts "new" first too often. Here the validation queries
+        are split into ``chunks`` chunks (whole near-duplicate groups); each chunk is
+        scored against train + the known validation photos of the other chunks, never
+        its own (so no query sees itself or its twins). New individuals (new_whale,
+        held out) never enter the gallery.
+        """
+        q, tr = self.splits["val"], self.splits["train"]
+        t_known = (tr.gallery_ids != NEW_WHALE) & (tr.gallery_ids != "")
+        v_known = (q.ids != NEW_WHALE) & (q.ids != "")  # query view: held-out individuals are new
+        classes = np.array(sorted(set(tr.gallery_ids[t_known]) | set(q.ids[v_known])))
+        col = {c: i for i, c in enumerate(classes)}
+        out = np.zeros((len(q.rows), len(classes)), np.float32)
+        chunk = self.val_chunk_ids(chunks)
+        for k in np.unique(chunk):
+            inq = chunk == k
+            g_rows = np.concatenate([tr.rows[t_known], q.rows[v_known & ~inq]])
+            g_ids = np.concatenate([tr.gallery_ids[t_known], q.ids[v_known & ~inq]])
+            present = np.array(sorted(set(g_ids)))
+            pcol = {c: i for i, c in enumerate(present)}
+            s = self.score_queries_named(q.rows[inq], g_rows, np.array([pcol[c] for c in g_ids], np.int64), present)
+            block = np.repeat(s.min(axis=1, keepdims=True), len(classes), axis=1)  # absent class: row minimum
+            block[:, [col[c] for c in present]] = s
+            out[inq] = block
+        return ClassScores(out, q.images, classes, q.ids)
 
     def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
         """Query × class scores (higher = more likely that individual) of cached rows against a
@@ -285,8 +339,12 @@ class FamilyTask(ModelTask):
     def export(self, out_dir: str | Path) -> dict[str, Any]:
         """Write what the ensemble needs: class scores for val and test (and embeddings)."""
         out_dir = Path(out_dir)
+        mode = self.predict_cfg.val_gallery
+        if mode not in ("test_like", "train"):
+            raise ValueError(f"predict.val_gallery must be test_like or train, got {mode!r}")
         with self.embedding_cache():  # train images: val gallery, test gallery and embeddings once
-            val = self.class_scores("val")
+            val = (self.test_like_val_scores(self.predict_cfg.val_chunks)
+                   if mode == "test_like" and len(self.splits["val"].rows) else self.class_scores("val"))
             test = self.class_scores("test")
             for cs, split in ((val, "val"), (test, "test")):  # top-K above a class count
                 store_class_scores(cs, out_dir / f"scores_{split}.npz", topk=self.predict_cfg.store_topk,
@@ -325,6 +383,8 @@ class FamilyTask(ModelTask):
         on embeddings (approach 3): any family's image vectors can feed it."""
         from ..io import save_npz
 
+        from ..data.split import query_ids
+
         idx = self.prepared.index
         idx = idx[idx["role"].isin(["train", "val", "test"])]
         rows = idx["row"].to_numpy(np.int64)
@@ -336,7 +396,9 @@ class FamilyTask(ModelTask):
             embeddings=emb.astype(np.float32),
             images=idx["image"].to_numpy(str),
             roles=idx["role"].to_numpy(str),
-            ids=idx["id"].fillna("").to_numpy(str),
+            ids=query_ids(idx.fillna({"id": ""})),            # as queries see them
+            catalog_ids=idx["id"].fillna("").to_numpy(str),  # held-out individuals as themselves
+            groups=idx["group"].astype(str).to_numpy(str) if "group" in idx else idx["image"].to_numpy(str),
         )
 
     @abc.abstractmethod

@@ -77,7 +77,8 @@ class SiameseTask(FamilyTask):
         index = self.prepared.index
         if "group" not in index:
             return None
-        g = index.set_index("row")["group"].reindex(rows)
+        # a pseudo-labelled test photo is a second row over the same pixels (whaleflow.pseudo_label)
+        g = index.drop_duplicates("row").set_index("row")["group"].reindex(rows)
         own = np.char.add("single-", np.arange(len(rows)).astype(str))  # no group: a group of its own
         return np.where(g.isna().to_numpy(), own, g.astype(str).to_numpy())
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..io import write_csv
-from ..submission import _read_csv as read_csv_columns  # the same checked CSV read
+from ..submission import read_csv_columns  # the same checked CSV read
 from ..labels import NEW_WHALE
 from .gallery import ENROLL_LOG
 from .photos import open_boxes, prepare_photos

@@ -74,7 +74,8 @@ def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
     per_model: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in run.names:
         if name == CLASSIFIER_NAME:
-            emb = {s: run.family(s).embedding(q[s]) for s in run.classifier.sources}
+            emb = {s: run.family(run.classifier.input_of(s)).embedding(q[run.classifier.input_of(s)])
+                   for s in run.classifier.sources}
             per_model[name] = run.classifier.class_scores(emb)
         else:
             per_model[name] = run.family(name).class_scores(q[name])

@@ -30,9 +30,12 @@ from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
+from ..final_fit import final_dir, final_prepared
 from ..labels import NEW_WHALE
 from .gallery import Enrolled, TrialGallery, load_trial_gallery
 
+#: the name of a validated trial loaded beside its final fit, for the classifier's embeddings
+VALIDATED_PREFIX = "validated/"
 _FIX_EXPORT = "identify needs a run trained and blended by this whaleflow version (whaleflow run …)."
 
 
@@ -75,6 +78,10 @@ class ClassifierModel:
     sources: list[str]
     scaling: list[tuple[np.ndarray, float]]
     classes: np.ndarray
+    inputs: list[str] | None = None    # the family model giving each source's embedding (default: its name)
+
+    def input_of(self, source: str) -> str:
+        return self.inputs[self.sources.index(source)] if self.inputs else source
 
     def class_scores(self, embeddings: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         blocks = [(embeddings[s] - mean) / div for s, (mean, div) in zip(self.sources, self.scaling)]
@@ -182,17 +189,28 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
         raise DataError(f"the image cache is {prepared.size}, the config says {cache_shape(cfg)}.",
                         file=run_dir / "prepared", fix="identify with the prepared/ folder the run was trained on.")
     enrolled = Enrolled.load(run_dir)
-    families = [_load_family(cfg, prepared, run_dir / "trials" / n, enrolled) for n in names if n != CLASSIFIER_NAME]
+    # under train.final_fit the blend's test scores came from the final fits (train + val):
+    # new photos are scored by those models, with the normalisers and threshold of the test side
+    final = set(blend.get("final_fit") or [])
+    families = [_load_family(cfg, final_prepared(prepared), final_dir(run_dir, n), enrolled) if n in final
+                else _load_family(cfg, prepared, run_dir / "trials" / n, enrolled)
+                for n in names if n != CLASSIFIER_NAME]
     if not families:
         raise DataError("the blend holds no trained family model.", file=run_dir / "ensemble" / "weights.json",
                         fix=_FIX_EXPORT)
     classifier = None
     if CLASSIFIER_NAME in names:
         classifier = _load_classifier(run_dir / "trials" / CLASSIFIER_NAME, run_dir)
-        unknown = [s for s in classifier.sources if s not in names]
-        extra = [_load_family(cfg, prepared, run_dir / "trials" / s, enrolled) for s in unknown]
-        families.extend(extra)  # a source with blend weight left out still feeds the classifier
+        for s in classifier.sources:  # the classifier reads the validated trials' embeddings
+            if s in names and s not in final:
+                continue
+            extra = _load_family(cfg, prepared, run_dir / "trials" / s, enrolled)
+            if s in final:
+                extra = dataclasses.replace(extra, name=VALIDATED_PREFIX + s)
+            families.append(extra)  # a source with blend weight left out still feeds the classifier
+        classifier.inputs = [VALIDATED_PREFIX + s if s in final else s for s in classifier.sources]
+    norms = blend.get("test_normalizers") or blend["normalizers"]
     return TrainedRun(run_dir, cfg, prepared, families, classifier, names,
                       {n: float(blend["weights"][n]) for n in names},
-                      {n: ScoreNormalizer.from_dict(blend["normalizers"][n]) for n in names},
-                      float(blend["threshold"]), enrolled)
+                      {n: ScoreNormalizer.from_dict(norms[n]) for n in names},
+                      float(blend.get("test_threshold", blend["threshold"])), enrolled)

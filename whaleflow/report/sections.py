@@ -32,6 +32,12 @@ def headline_cards(art: RunArtifacts) -> str:
         cards.append(card("Ensemble · validation MAP@5", f"{ens:.3f}", sub, "good"))
     elif best:
         cards.append(card("Best model · validation MAP@5", f"{best['val_map5']:.3f}", esc(best["name"]), "warn"))
+    expected = art.summary.get("expected_test_map5", art.ensemble_block().get("expected_test_map5"))
+    if expected is not None:
+        spread = art.summary.get("expected_test_map5_std", art.ensemble_block().get("expected_test_map5_std"))
+        cards.append(card("Expected test MAP@5", f"{expected:.3f}",
+                          (f"± {spread:.3f} over outer folds; " if spread is not None else "")
+                          + "measured on validation images that chose nothing", "good"))
     test, base = art.summary.get("test_map5"), art.summary.get("test_map5_frequency_baseline")
     if test is not None:
         sub = f"frequency baseline {base:.3f} ({test - base:+.3f})" if base is not None else "scored on answers.csv"
@@ -113,6 +119,8 @@ def ensemble_section(art: RunArtifacts, figs: dict[str, str]) -> str:
             text += (f" Cross-validated MAP@5 {float(cv):.3f} over {art.weights.get('folds', '?')} folds"
                      + (f", {n} Optuna trials" if n else "") + ".")
         parts.append(f"<p>{text}</p>")
+        parts.append(expected_paragraph(art))
+    parts.append(rounds_table(art))
     figs_html = [figure(figs[k], alt, cap) for k, alt, cap in (
         ("weights", "blend weights", "Share of each model in the blended class scores."),
         ("threshold", "threshold curve", "Validation MAP@5 of the blend for each new_whale threshold; "
@@ -124,6 +132,48 @@ def ensemble_section(art: RunArtifacts, figs: dict[str, str]) -> str:
     if art.ensemble_notes():
         parts.append("<h3>Notes from the ensemble</h3>" + notes_list(art.ensemble_notes()))
     return section("ensemble", "Ensemble: what it chose", "".join(parts))
+
+
+def rounds_table(art: RunArtifacts) -> str:
+    """Each pseudo-labelling round's labels and its gain on validation (and on test, with answers)."""
+    rounds = art.ensemble_block().get("pseudo_rounds") or []
+    if len(rounds) < 2:
+        return ""
+
+    def gain(v):
+        return f"{v:+.4f}" if isinstance(v, (int, float)) else "–"
+
+    rows = [[str(r["round"]), str(r["pseudo_labels"]), fmt(r.get("val_map5")), gain(r.get("val_gain")),
+             fmt(r.get("expected_test_map5")), gain(r.get("expected_gain")), fmt(r.get("test_map5"))]
+            for r in rounds]
+    return ("<h3>Pseudo-labelling rounds</h3>"
+            + table(["Round", "Pseudo-labels", "Validation MAP@5", "Gain", "Expected test MAP@5", "Gain",
+                     "Test MAP@5"], rows)
+            + note("Round 0 is the run itself; each later round retrains every model with the confident test "
+                   "predictions of the round before as extra training photos (never a new individual). The "
+                   "gains compare the same validation queries; the submission is the last round's; the "
+                   "figures above are round 0's (pseudo/round_N/ holds each round's own).", info=True))
+
+
+def expected_paragraph(art: RunArtifacts) -> str:
+    """The expected test MAP@5 from the outer folds, per fold, beside the validation figure."""
+    outer = art.ensemble_block().get("outer") or art.ensemble_summary.get("outer") or art.summary.get("outer")
+    if not outer:
+        return note("No expected test MAP@5: ensemble.outer_folds < 2 or too few validation images.", info=True)
+    per = ", ".join(f"{f['map5']:.3f} ({f['images']} images)" for f in outer["folds"])
+    val = art.ensemble_val_map5()
+    text = (f"<b>Expected test MAP@5 {outer['map5']:.3f} ± {outer['std']:.3f}</b> (standard deviation over "
+            f"{outer['n_folds']} outer folds: {per}). Each outer fold was scored with the weights and the "
+            "threshold that the same search chose on the other folds, so no image scored took part in a "
+            "choice made for it.")
+    if val is not None:
+        text += (f" The validation MAP@5 of {val:.3f} is in-sample: the weights and the threshold were chosen "
+                 "on those very images.")
+    text += (" Still optimistic by a little: each model's best epoch was picked on all of validation.")
+    test = art.summary.get("test_map5")
+    if test is not None:
+        text += f" The real test MAP@5 of this run is {test:.3f} ({test - outer['map5']:+.3f})."
+    return f"<p>{text}</p>"
 
 
 def curves_section(art: RunArtifacts, figs: dict[str, str]) -> str:

@@ -1,0 +1,91 @@
+"""Pseudo-labels: never "new", never below min_score, at most max_share; extra training rows."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from whaleflow.config import PseudoLabelConfig
+from whaleflow.errors import ConfigError
+from whaleflow.labels import NEW_WHALE
+from whaleflow.pseudo_label import PSEUDO_PREFIX, pick_pseudo_labels, round_record, with_pseudo_labels
+
+
+def _top():
+    return pd.DataFrame({
+        "image": [f"t{i}.jpg" for i in range(8)],
+        "label": ["w1", "w2", NEW_WHALE, "w3", "w1", "w4", "w5", ""],
+        "score": [3.0, 0.5, 9.0, 2.0, 2.5, 1.5, 4.0, 5.0],
+        "new_first": [False, False, False, False, False, False, True, False],
+    })
+
+
+def test_never_new_never_below_min_score_most_confident_first_capped():
+    picked = pick_pseudo_labels(_top(), PseudoLabelConfig(rounds=1, min_score=1.0, max_share=1.0))
+    assert picked["image"].tolist() == ["t0.jpg", "t4.jpg", "t3.jpg", "t5.jpg"]  # by score, descending
+    assert NEW_WHALE not in set(picked["id"]) and (picked["score"] >= 1.0).all()
+    assert "t6.jpg" not in set(picked["image"]), "new ranked first: not a label"
+    capped = pick_pseudo_labels(_top(), PseudoLabelConfig(rounds=1, min_score=1.0, max_share=0.25))
+    assert capped["image"].tolist() == ["t0.jpg", "t4.jpg"]  # floor(0.25 · 8) = 2
+    assert pick_pseudo_labels(_top(), PseudoLabelConfig(rounds=1, min_score=10.0)).empty
+    with pytest.raises(ConfigError):
+        PseudoLabelConfig(rounds=1, max_share=0.0)
+
+
+def test_pseudo_rows_train_over_the_same_pixels_and_queries_stay():
+    @dataclasses.dataclass
+    class P:
+        index: pd.DataFrame
+
+    idx = pd.DataFrame({"image": ["a", "b", "q1", "q2"], "split": ["train", "train", "test", "test"],
+                        "id": ["w1", "w2", "", ""], "role": ["train", "train", "test", "test"],
+                        "fold": [-1, -1, -1, -1], "held_out": [False] * 4, "group": [0, 1, 2, 3],
+                        "row": [0, 1, 2, 3]})
+    out = with_pseudo_labels(P(idx), pd.DataFrame({"image": ["q2"], "id": ["w1"]})).index
+    assert len(out) == 5 and out["role"].tolist()[:4] == ["train", "train", "test", "test"]
+    extra = out.iloc[4]
+    assert extra["image"] == PSEUDO_PREFIX + "q2" and extra["id"] == "w1" and extra["role"] == "train"
+    assert extra["row"] == 3 and extra["group"] == 3
+    with pytest.raises(ValueError, match="new individual"):
+        with_pseudo_labels(P(idx), pd.DataFrame({"image": ["q1"], "id": [NEW_WHALE]}))
+    with pytest.raises(ValueError, match="not test images"):
+        with_pseudo_labels(P(idx), pd.DataFrame({"image": ["a"], "id": ["w2"]}))
+
+
+def test_round_record_gains():
+    r0 = round_record(0, 0, {"val_map5": 0.5, "expected_test_map5": 0.45}, None)
+    r1 = round_record(1, 12, {"val_map5": 0.55, "expected_test_map5": 0.44}, r0)
+    assert r1["val_gain"] == pytest.approx(0.05) and r1["expected_gain"] == pytest.approx(-0.01)
+    assert r1["pseudo_labels"] == 12 and "val_gain" not in r0
+
+
+@pytest.mark.slow
+def test_one_local_round_trains_on_confident_test_photos_and_reports_its_gain(tiny_data, tmp_path):
+    import json
+
+    from whaleflow.config import load_config
+    from whaleflow.pipeline import run_local
+
+    model = ("models=[{name: metric_compact, family: metric, backbone: wf_compactnet, embedding_dim: 32, "
+             "p_individuals: 6, k_images: 4, stages: [{size: 32, epochs: 2, lr: 0.002}]}]")
+    cfg = load_config("configs/demo.yaml", [f"data.root={tiny_data}", f"output.dir={tmp_path}", model,
+                                            "ensemble.trials=4", "ensemble.outer_folds=0",
+                                            "ensemble.classifier.enabled=false", "output.quiet=true",
+                                            "pseudo_label.rounds=1", "pseudo_label.min_score=-10",
+                                            "pseudo_label.max_share=0.5", "predict.new_prior=0.3"])
+    summary = run_local(cfg, progress=False)
+    rdir = tmp_path / "pseudo" / "round_1"
+    labels = pd.read_csv(rdir / "pseudo_labels.csv", dtype=str, keep_default_na=False)
+    top = pd.read_csv(tmp_path / "ensemble" / "test_top.csv", dtype=str, keep_default_na=False)
+    assert 0 < len(labels) <= len(top) // 2 and NEW_WHALE not in set(labels["id"])
+    first_new = set(top["image"][top["new_first"] == "True"])
+    assert not set(labels["image"]) & first_new
+    with np.load(rdir / "trials" / "metric_compact" / "embeddings.npz") as d:
+        train = set(d["images"][d["roles"] == "train"].astype(str))
+    assert {PSEUDO_PREFIX + im for im in labels["image"]} <= train
+    rounds = summary["ensemble"]["pseudo_rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["pseudo_labels"] == len(labels)
+    assert rounds[1]["val_gain"] == pytest.approx(rounds[1]["val_map5"] - rounds[0]["val_map5"])
+    assert (tmp_path / "submission.csv").read_text() == (rdir / "submission.csv").read_text()
+    assert "test_map5" in rounds[0] and "test_map5" in rounds[1]
+    assert json.loads((tmp_path / "summary.json").read_text())["ensemble"]["pseudo_rounds"][1]["round"] == 1
