@@ -108,7 +108,7 @@ def enroll(run_dir: str | Path | TrainedRun, decisions: str | Path, *, boxes: st
             result.skipped.append({"image": r["image"], "path": r["path"], "reason": "already in the gallery"})
         else:
             todo.append(r)
-    photos = prepare_photos([Path(r["path"]) for r in todo], size=run.size, boxes=open_boxes(boxes),
+    photos = prepare_photos([Path(r["path"]) for r in todo], size=run.size, sizes=run.sizes, boxes=open_boxes(boxes),
                             box_margin=run.cfg.data.box_margin, grayscale=run.cfg.prepare.grayscale, progress=progress)
     readable = set(photos.paths)
     for r in todo:
@@ -124,7 +124,7 @@ def enroll(run_dir: str | Path | TrainedRun, decisions: str | Path, *, boxes: st
         w, h, hx = hash_image(r["path"], method=pc.hash, hash_size=pc.hash_size)
         hashes.append(hx)
         sizes.append((w, h))
-    vectors = {f.name: f.vectors(photos.pixels) for f in run.families}
+    vectors = {f.name: f.vectors(photos.pixels, photos.by_size) for f in run.families}
     grown = run.enrolled.extended([r["image"] for r in todo], [r["id"] for r in todo], [r["path"] for r in todo],
                                   hashes, sizes, photos.pixels, vectors)
     grown.save(run.run_dir)  # the one atomic step: every family sees the new photos, or none does

@@ -60,7 +60,7 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False) 
         for start in range(0, len(photos), CHUNK):
             sl = slice(start, start + CHUNK)
             names = photos.images[sl]
-            scored = score_batch(run, photos.pixels[sl], names, dups)
+            scored = score_batch(run, photos.pixels[sl], names, dups, {k: v[sl] for k, v in photos.by_size.items()})
             col = {c: i for i, c in enumerate(scored.classes)}
             for i, (im, labels) in enumerate(zip(names, scored.predictions)):
                 scores = [run.threshold if lab == NEW_WHALE else float(scored.blended[i, col[lab]]) for lab in labels]
@@ -100,7 +100,7 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
         photos = [photos]
     paths = list_photos(photos)
     box_table = open_boxes(boxes)
-    prepared = prepare_photos(paths, size=run.size, boxes=box_table, box_margin=run.cfg.data.box_margin,
+    prepared = prepare_photos(paths, size=run.size, sizes=run.sizes, boxes=box_table, box_margin=run.cfg.data.box_margin,
                               grayscale=run.cfg.prepare.grayscale, progress=progress)
     notes: list[str] = []
     if run.cfg.data.boxes and box_table is None:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.boxes import Boxes, read_boxes
-from ..data.cache import load_image, parallel_map
+from ..data.cache import load_image_sizes, parallel_map
 from ..data.images import CorruptImage, is_image_name
 from ..errors import DataError
 
@@ -32,6 +32,9 @@ class Photos:
     pixels: np.ndarray
     boxes: list[str]                      # box status per photo: box, clamped, missing, invalid, none
     skipped: list[dict] = field(default_factory=list)  # path, reason
+    # the pixels at every size the run has a cache of, {(height, width): (n, h, w)}: a model
+    # reads its own size's, letterboxed from the crop as that cache was (not resized from pixels)
+    by_size: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -76,8 +79,11 @@ def open_boxes(path: str | Path | None) -> Boxes | None:
 
 
 def prepare_photos(paths: Sequence[Path], *, size: tuple[int, int], boxes: Boxes | None, box_margin: float,
-                   grayscale: bool = True, workers: int = 2, progress: bool = False) -> Photos:
-    """Decode, crop, grey and letterbox every photo (see the module docstring)."""
+                   grayscale: bool = True, workers: int = 2, progress: bool = False,
+                   sizes: Sequence[tuple[int, int]] = ()) -> Photos:
+    """Decode, crop, grey and letterbox every photo (see the module docstring) to ``size`` and
+    to each of ``sizes`` (:attr:`Photos.by_size`), from one decode."""
+    every = list(dict.fromkeys([tuple(size), *(tuple(s) for s in sizes)]))
     paths = [Path(p) for p in paths]
     names = photo_names(paths)
     # boxes are looked up by file name, as in the run's box file
@@ -85,8 +91,8 @@ def prepare_photos(paths: Sequence[Path], *, size: tuple[int, int], boxes: Boxes
 
     def work(i: int):
         try:
-            return load_image(paths[i], lookup[i], size=size, boxes=boxes, box_margin=box_margin,
-                              grayscale=grayscale)
+            return load_image_sizes(paths[i], lookup[i], sizes=every, boxes=boxes, box_margin=box_margin,
+                                    grayscale=grayscale)
         except CorruptImage as exc:
             return exc
 
@@ -101,7 +107,8 @@ def prepare_photos(paths: Sequence[Path], *, size: tuple[int, int], boxes: Boxes
         kept_paths.append(str(paths[i]))
         pixels.append(px)
         status.append(box)
-    h, w = size
-    shape = (0, h, w) if grayscale else (0, h, w, 3)
-    arr = np.stack(pixels).astype(np.uint8) if pixels else np.zeros(shape, np.uint8)
-    return Photos(kept_names, kept_paths, arr, status, skipped)
+    by_size = {}
+    for k, (h, w) in enumerate(every):
+        shape = (0, h, w) if grayscale else (0, h, w, 3)
+        by_size[(h, w)] = np.stack([px[k] for px in pixels]).astype(np.uint8) if pixels else np.zeros(shape, np.uint8)
+    return Photos(kept_names, kept_paths, by_size[tuple(size)], status, skipped, by_size)

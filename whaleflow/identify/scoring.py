@@ -67,10 +67,11 @@ def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.nda
 
 
 def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
-                duplicates: dict[str, list[str]] | None = None) -> Scored:
-    """Score prepared photos (n, H, W) against the run's gallery with its tuned blend."""
+                duplicates: dict[str, list[str]] | None = None, by_size: dict | None = None) -> Scored:
+    """Score prepared photos (n, H, W) against the run's gallery with its tuned blend
+    (``by_size``: the same photos at each of the run's cache sizes)."""
     images = np.asarray(images, str)
-    q = {f.name: f.vectors(pixels) for f in run.families}
+    q = {f.name: f.vectors(pixels, by_size) for f in run.families}
     per_model: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in run.names:
         if name == CLASSIFIER_NAME:

@@ -53,9 +53,13 @@ class FamilyModel:
     def views(self) -> tuple[bool, ...]:
         return self.task.views
 
-    def vectors(self, pixels: np.ndarray) -> dict[bool, np.ndarray]:
-        """Query vectors per view of prepared photos (n, H, W), as cache rows are embedded."""
-        self.task.images_eval = CachedImages(pixels, augment=None)
+    def vectors(self, pixels: np.ndarray, by_size: dict | None = None) -> dict[bool, np.ndarray]:
+        """Query vectors per view of prepared photos (n, H, W), as cache rows are embedded;
+        ``by_size`` (:attr:`~whaleflow.identify.photos.Photos.by_size`): the photos at each cache
+        size, of which the model reads the one its stage size reads in the run."""
+        from ..data.dataset import pick_cache
+
+        self.task.images_eval = CachedImages(pick_cache(by_size, self.task.size) if by_size else pixels, augment=None)
         return self.task.row_views(np.arange(len(pixels), dtype=np.int64))
 
     def class_scores(self, q: dict[bool, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +107,13 @@ class TrainedRun:
 
     @property
     def size(self) -> tuple[int, int]:
-        """(height, width) every photo is letterboxed to: the run's image cache."""
+        """(height, width) every photo is letterboxed to: the run's (largest) image cache."""
         return tuple(int(v) for v in self.prepared.size)
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """Every cache size of the run (one per distinct stage size)."""
+        return [tuple(int(v) for v in s) for s in self.prepared.caches]
 
     def family(self, name: str) -> FamilyModel:
         return next(f for f in self.families if f.name == name)
