@@ -72,7 +72,8 @@ def test_one_local_round_trains_on_confident_test_photos_and_reports_its_gain(ti
                                             "ensemble.trials=4", "ensemble.outer_folds=0",
                                             "ensemble.classifier.enabled=false", "output.quiet=true",
                                             "pseudo_label.rounds=1", "pseudo_label.min_score=-10",
-                                            "pseudo_label.max_share=0.5", "predict.new_prior=0.3"])
+                                            "pseudo_label.max_share=0.5", "pseudo_label.min_precision=null",
+                                            "predict.new_prior=0.3"])
     summary = run_local(cfg, progress=False)
     rdir = tmp_path / "pseudo" / "round_1"
     labels = pd.read_csv(rdir / "pseudo_labels.csv", dtype=str, keep_default_na=False)
@@ -89,3 +90,63 @@ def test_one_local_round_trains_on_confident_test_photos_and_reports_its_gain(ti
     assert (tmp_path / "submission.csv").read_text() == (rdir / "submission.csv").read_text()
     assert "test_map5" in rounds[0] and "test_map5" in rounds[1]
     assert json.loads((tmp_path / "summary.json").read_text())["ensemble"]["pseudo_rounds"][1]["round"] == 1
+
+
+def _val(scores, right, new=None):
+    """val_predictions rows: truth w<i>; the top-1 is the truth when ``right`` (else another id)."""
+    new = new or [False] * len(scores)
+    truth = [NEW_WHALE if n else f"w{i}" for i, n in enumerate(new)]
+    first = [f"w{i}" if r else f"x{i}" for i, r in enumerate(right)]
+    return pd.DataFrame({"image": [f"v{i}" for i in range(len(scores))], "truth": truth,
+                         "top5": [f"{f} y z" for f in first], "top1_score": scores})
+
+
+def test_precision_floor_is_the_lowest_cut_with_enough_precision_brute_force():
+    from whaleflow.pseudo_label import MIN_CALIBRATION, precision_floor
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = int(rng.integers(5, 60))
+        scores = np.round(rng.normal(size=n), 1)  # ties included
+        right = rng.random(n) < 1 / (1 + np.exp(-2 * scores))
+        new = list(rng.random(n) < 0.2)
+        v = _val(scores, right, new)
+        want = np.inf
+        for s in np.unique(scores):  # brute force: every cut, all queries at or above it
+            above = scores >= s
+            ok = right & ~np.array(new)
+            if above.sum() >= MIN_CALIBRATION and ok[above].mean() >= 0.8:
+                want = min(want, s)
+        assert precision_floor(v, 0.8) == want
+
+
+def test_pick_with_validation_keeps_only_what_validation_trusts():
+    v = _val(np.linspace(4.0, 0.0, 20), [True] * 10 + [False] * 10)  # right above 2.0, wrong below
+    cfg = PseudoLabelConfig(rounds=1, min_score=1.0, max_share=1.0, min_precision=0.9)
+    picked = pick_pseudo_labels(_top(), cfg, v)
+    # the floor lies at the 11th query (score 1.89): 10 right of 11 ≥ 0.9; 1.5 and 2.0 of test are cut
+    assert picked["image"].tolist() == ["t0.jpg", "t4.jpg", "t3.jpg"]
+    off = dataclasses.replace(cfg, min_precision=None)
+    assert len(pick_pseudo_labels(_top(), off, v)) == 4  # min_score alone
+    hopeless = _val(np.linspace(4.0, 0.0, 20), [False] * 20)
+    assert pick_pseudo_labels(_top(), cfg, hopeless).empty
+
+
+def test_a_round_without_confident_labels_is_not_trained(tmp_path):
+    from whaleflow.config import Config, OutputConfig
+    from whaleflow.pseudo_label import run_rounds
+
+    ens = tmp_path / "ensemble"
+    ens.mkdir()
+    _top().to_csv(ens / "test_top.csv", index=False)
+    _val(np.linspace(4.0, 0.0, 20), [False] * 20).to_csv(ens / "val_predictions.csv", index=False)
+    (tmp_path / "submission.csv").write_text("Image,Id\n")
+    cfg = Config().replace(output=OutputConfig(dir=str(tmp_path), quiet=True),
+                           pseudo_label=PseudoLabelConfig(rounds=2))
+
+    def train_round(cfg_r, rdir):
+        raise AssertionError("no round should train")
+
+    out = run_rounds(cfg, {"val_map5": 0.5}, train_round, progress=False)
+    assert [r["round"] for r in out["pseudo_rounds"]] == [0, 1] and out["pseudo_rounds"][1]["skipped"]
+    assert (tmp_path / "submission.csv").read_text() == "Image,Id\n" and not (tmp_path / "pseudo").exists()

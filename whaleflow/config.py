@@ -278,11 +278,16 @@ class PseudoLabelConfig:
     rounds: int = 0
     min_score: float = 1.0
     max_share: float = 0.5
+    # the score floor is raised until the validation queries at or above it had their best known
+    # individual right this often (their top-1 precision); null: min_score alone
+    min_precision: float | None = 0.9
 
     def __post_init__(self):
         if self.rounds < 0 or not 0.0 < self.max_share <= 1.0:
             raise ConfigError(f"pseudo_label: rounds must be ≥ 0 and max_share in (0, 1], got rounds={self.rounds}, "
                               f"max_share={self.max_share}.")
+        if self.min_precision is not None and not 0.0 < self.min_precision <= 1.0:
+            raise ConfigError(f"pseudo_label.min_precision must be in (0, 1] or null, got {self.min_precision}.")
 
 
 @dataclass(frozen=True)

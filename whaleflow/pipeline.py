@@ -151,9 +151,11 @@ def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dic
         from .pseudo_label import run_rounds, with_pseudo_labels
 
         def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
+            from .ensemble import run_ensemble
+
             view = with_pseudo_labels(prepared, rdir / "pseudo_labels.csv")
             for m in cfg_r.models:
-                train_model(cfg_r, m, view, rdir / "trials" / m.name, resume=resume, progress=progress)
+                train_in_store(cfg_r, m, view, m.name, resume=resume, progress=progress)
                 if cfg_r.train.final_fit:
                     from .final_fit import final_dir, train_final
 

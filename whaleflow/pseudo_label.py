@@ -7,9 +7,11 @@ their most confident test predictions as extra labelled photos. Round ``r`` (1 â
 1. picks from round ``r-1``'s ensemble (``ensemble/test_top.csv``: each test image's
    best known individual, its normalised blend score, whether "new" came first) the
    test images whose best label is a known individual ranked above "new" and whose
-   score reaches ``min_score``, the most confident first, at most ``max_share`` of
-   the test images (:func:`pick_pseudo_labels`). A "new" prediction never becomes a
-   label: it names no one, and new individuals are never a training class;
+   score reaches ``min_score`` and the score at which validation's best known
+   individual was right ``min_precision`` of the time (:func:`precision_floor`), the most
+   confident first, at most ``max_share`` of the test images (:func:`pick_pseudo_labels`).
+   A "new" prediction never becomes a label: it names no one, and new individuals are
+   never a training class. When nothing qualifies, no more rounds are trained;
 2. writes them to ``RUN_DIR/pseudo/round_<r>/pseudo_labels.csv`` and trains every
    model again into that folder's ``trials/`` on the prepared data plus those
    photos as training images of their predicted individuals
@@ -34,7 +36,7 @@ from .config import PseudoLabelConfig
 from .io import write_csv
 from .labels import NEW_WHALE
 
-__all__ = ["PSEUDO_PREFIX", "pick_pseudo_labels", "round_dir", "start_round", "with_pseudo_labels", "round_record"]
+__all__ = ["PSEUDO_PREFIX", "pick_pseudo_labels", "precision_floor", "round_dir", "start_round", "with_pseudo_labels", "round_record"]
 
 PSEUDO_PREFIX = "pseudo/"
 
@@ -43,12 +45,44 @@ def round_dir(run_dir: str | Path, r: int) -> Path:
     return Path(run_dir) / "pseudo" / f"round_{r}"
 
 
-def pick_pseudo_labels(test_top: pd.DataFrame, cfg: PseudoLabelConfig) -> pd.DataFrame:
-    """``image, id, score`` of the confident test predictions (see the module notes)."""
+#: validation queries a precision floor needs above it before it is trusted
+MIN_CALIBRATION = 10
+
+
+def precision_floor(val_predictions: pd.DataFrame, min_precision: float) -> float:
+    """The lowest blend score at which the validation queries scoring at least that much had
+    their best known individual right at least ``min_precision`` of the time (a query of a
+    new individual counts as wrong: its best known individual is never right). ``inf``
+    when no such score exists over at least :data:`MIN_CALIBRATION` queries.
+
+    Why: a wrong pseudo-label teaches the networks that two individuals are one. With a
+    weak blend, a fixed ``min_score`` let in labels that were right about a third of the
+    time, and the round lost accuracy; the validation queries, scored on the same scale
+    as test (the test-like gallery), say where the blend starts being trustworthy."""
+    v = val_predictions
+    first = [next((lab for lab in str(t).split() if lab != NEW_WHALE), "") for t in v["top5"]]
+    right = np.array([f != "" and f == str(tr) for f, tr in zip(first, v["truth"])], dtype=np.float64)
+    score = v["top1_score"].astype(float).to_numpy()
+    order = np.argsort(-score, kind="stable")
+    prec = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
+    s = score[order]
+    # a cut must take every query with that score: only the last position of each score counts
+    last = np.r_[s[1:] != s[:-1], True] if len(s) else np.zeros(0, bool)
+    ok = np.flatnonzero(last & (prec >= min_precision) & (np.arange(1, len(s) + 1) >= MIN_CALIBRATION))
+    return float(s[ok[-1]]) if len(ok) else float("inf")
+
+
+def pick_pseudo_labels(test_top: pd.DataFrame, cfg: PseudoLabelConfig,
+                       val_predictions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``image, id, score`` of the confident test predictions (see the module notes); with
+    ``val_predictions`` and ``cfg.min_precision``, the floor is also :func:`precision_floor`."""
     top = test_top.copy()
+    floor = cfg.min_score
+    if cfg.min_precision is not None and val_predictions is not None:
+        floor = max(floor, precision_floor(val_predictions, cfg.min_precision))
     new_first = top["new_first"].astype(str).str.lower().isin(("true", "1"))
     ok = ~new_first & (top["label"].astype(str) != NEW_WHALE) & (top["label"].astype(str) != "") \
-        & (top["score"].astype(float) >= cfg.min_score)
+        & (top["score"].astype(float) >= floor)
     cap = int(np.floor(cfg.max_share * len(top)))
     chosen = top[ok].sort_values(["score", "image"], ascending=[False, True], kind="stable").head(cap)
     return pd.DataFrame({"image": chosen["image"].astype(str).to_numpy(), "id": chosen["label"].astype(str).to_numpy(),
@@ -125,14 +159,23 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
     for r in range(1, cfg.pseudo_label.rounds + 1):
         top = pd.read_csv(prev / "ensemble" / "test_top.csv", dtype={"image": str, "label": str},
                           keep_default_na=False)
-        labels = pick_pseudo_labels(top, cfg.pseudo_label)
+        vpath = prev / "ensemble" / "val_predictions.csv"
+        vpred = pd.read_csv(vpath, dtype={"truth": str, "top5": str}, keep_default_na=False) if vpath.is_file() else None
+        labels = pick_pseudo_labels(top, cfg.pseudo_label, vpred)
+        if labels.empty:  # retraining on the same data would only repeat the round before
+            if progress and not cfg.output.quiet:
+                print(f"pseudo-labelling round {r}: no test prediction is confident enough "
+                      f"(min_score {cfg.pseudo_label.min_score}, min_precision {cfg.pseudo_label.min_precision}); "
+                      "no more rounds")
+            records.append({"round": r, "pseudo_labels": 0, "skipped": True})
+            break
         rdir = start_round(run_dir, r, labels)
         if progress and not cfg.output.quiet:
             print(f"pseudo-labelling round {r}: {len(labels)} of {len(top)} test images join training")
         summary = train_round(cfg.replace(output=dataclasses.replace(cfg.output, dir=str(rdir))), rdir)
         records.append(round_record(r, len(labels), summary, records[-1]))
         prev = rdir
-    if cfg.pseudo_label.rounds:
+    if prev != run_dir:
         keep = run_dir / "pseudo" / "round_0_submission.csv"
         if not keep.exists():
             shutil.copyfile(run_dir / "submission.csv", keep)
@@ -141,7 +184,7 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
         os.replace(tmp, run_dir / "submission.csv")
         ensemble = {**ensemble, "submission": str(run_dir / "submission.csv"),
                     "notes": list(ensemble.get("notes", [])) + [
-                        f"submission from pseudo-labelling round {cfg.pseudo_label.rounds} "
+                        f"submission from pseudo-labelling {prev.name.replace('_', ' ')} "
                         f"(its ensemble: {prev / 'ensemble'}); the figures here are round 0's"]}
     return {**ensemble, "pseudo_rounds": records}
 

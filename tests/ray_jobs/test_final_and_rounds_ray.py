@@ -17,7 +17,8 @@ def test_final_fit_and_a_pseudo_round_are_tune_trials(local_ray, tiny_config, tm
     from ray_jobs.pipeline import run_ray
 
     cfg = tiny_config(tmp_path, ONE_MODEL, "train.final_fit=true", "pseudo_label.rounds=1",
-                      "pseudo_label.min_score=-10", "predict.new_prior=0.3", "ensemble.outer_folds=2",
+                      "pseudo_label.min_score=-10", "pseudo_label.min_precision=null", "predict.new_prior=0.3",
+                      "ensemble.outer_folds=2",
                       "ensemble.classifier.enabled=false")
     summary = run_ray(cfg, progress=False)
     # the final fit: a trial of its own experiment, on train + val, for the validated epoch count
