@@ -73,8 +73,7 @@ def train_final_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
 def run_final_experiment(cfg: Config, gpus: float, *, progress: bool = True) -> dict[str, Any]:
     """Train the final fit of every finished trial as one Tune experiment; a summary per fit."""
     from whaleflow.errors import WhaleflowError
-
-    from .tuner import experiment_path
+    from whaleflow.storage import RunStore
 
     variants = final_variants(cfg)
     if not variants:
@@ -90,7 +89,7 @@ def run_final_experiment(cfg: Config, gpus: float, *, progress: bool = True) -> 
         trainable, param_space={"variant": tune.grid_search(variants)},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.ray.max_concurrent_trials, reuse_actors=False,
                                     trial_name_creator=namer, trial_dirname_creator=namer),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(experiment_path(cfg).parent), verbose=0,
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=RunStore.for_config(cfg).uri("tune"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures)))
     results = tuner.fit()
     fits = {}
