@@ -97,3 +97,31 @@ def test_blend_with_coverage_against_a_per_column_loop():
     out = blend_with_coverage(mats, covered, [0.0, 0.0, 1.0])
     np.testing.assert_allclose(out[:, 4], 0.5 * (mats[0][:, 4] + mats[1][:, 4]), rtol=1e-6)
     np.testing.assert_array_equal(out[:, :4], mats[2][:, :4])
+
+
+def test_identify_and_enroll_a_run_folder_in_a_bucket(trained_run, s3_server, tmp_path):
+    """A run folder at an s3:// URI (a real S3 API): identify reads the bucket's run, gives what
+    the local folder gives, and enroll's grown gallery goes back to the bucket."""
+    import shutil
+
+    from whaleflow.identify import enroll, identify
+    from whaleflow.storage import RunStore
+
+    run, data = trained_run
+    local = tmp_path / "run"
+    shutil.copytree(run, local)
+    uri = s3_server("identify-run") + "/runs/one"
+    up = RunStore(uri, tmp_path / "uploader")
+    shutil.copytree(local, up.local)
+    up.push("")
+    photos = sorted((data / "test").iterdir())[:4]
+    remote = identify(uri, photos, out=tmp_path / "r" / "matches.csv", boxes=data / "boxes.csv", device="cpu")
+    here = identify(local, photos, out=tmp_path / "l" / "matches.csv", boxes=data / "boxes.csv", device="cpu")
+    assert remote.frame["predictions"].tolist() == here.frame["predictions"].tolist()
+    dec = tmp_path / "decisions.csv"
+    pd.DataFrame({"image": [photos[0].name], "path": [str(photos[0])], "decision": ["new"],
+                  "id": ["zz_bucket"]}).to_csv(dec, index=False)
+    enroll(uri, dec, boxes=data / "boxes.csv", device="cpu")
+    assert RunStore(uri, tmp_path / "other_node").exists("gallery/enrolled.npz")
+    again = identify(uri, photos[:1], out=tmp_path / "r2" / "matches.csv", boxes=data / "boxes.csv", device="cpu")
+    assert "zz_bucket" in again.frame["predictions"][0].split()

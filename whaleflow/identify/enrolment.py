@@ -136,6 +136,8 @@ def enroll(run_dir: str | Path | TrainedRun, decisions: str | Path, *, boxes: st
     entries = pd.DataFrame([{"time": stamp, "image": r["image"], "id": r["id"], "decision": r["decision"],
                              "new_individual": r["id"] in new_ids, "path": r["path"]} for r in todo])
     write_csv(log_path, entries if old is None else pd.concat([old, entries.astype(str)], ignore_index=True))
+    if run.store is not None:  # a run folder in a bucket: the grown gallery and its log go back there
+        run.store.push("gallery")
     result.added, result.new_ids = todo, new_ids
     return result
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
 from ..final_fit import final_dir, final_prepared
+from ..storage import NOT_MIRRORED, RunStore, is_uri
 from ..labels import NEW_WHALE
 from .gallery import Enrolled, TrialGallery, load_trial_gallery
 
@@ -104,6 +106,7 @@ class TrainedRun:
     normalizers: dict[str, ScoreNormalizer]
     threshold: float
     enrolled: Enrolled
+    store: RunStore | None = None          # the bucket the run came from (enroll pushes its gallery there)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -183,6 +186,15 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
     """
     from ..data.prepare import load_prepared
 
+    store = None
+    if is_uri(run_dir):  # a run folder in a bucket: work on this node's mirror of it (checkpoints left out)
+        store = RunStore(str(run_dir))
+        store.check()
+        if not store.exists("config.yaml"):
+            raise DataError("not a run folder (no config.yaml).", file=run_dir, fix="pass the output.dir of a finished run.")
+        shutil.rmtree(store.local / "gallery", ignore_errors=True)  # the bucket's enrolments, not a stale mirror's
+        store.pull("", exclude=NOT_MIRRORED)
+        run_dir = store.local
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError("no such run folder.", file=run_dir, fix="pass the output.dir of a finished run.")
@@ -222,4 +234,4 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
     return TrainedRun(run_dir, cfg, prepared, families, classifier, names,
                       {n: float(blend["weights"][n]) for n in names},
                       {n: ScoreNormalizer.from_dict(norms[n]) for n in names},
-                      float(blend.get("test_threshold", blend["threshold"])), enrolled)
+                      float(blend.get("test_threshold", blend["threshold"])), enrolled, store)
