@@ -14,11 +14,11 @@ on a cluster that can add nodes is refused too.
 """
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from whaleflow.config import Config
+from whaleflow.data.local_cache import filesystem_type  # the one /proc/mounts reader
 from whaleflow.errors import WhaleflowError
 from whaleflow.storage import is_uri
 
@@ -27,25 +27,6 @@ LOCAL_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "vf
                       "overlay", "tmpfs", "ramfs", "devtmpfs", "squashfs"})
 PROBE = ".whaleflow-shared-probe"
 PROBE_TIMEOUT_S = 60.0
-
-
-def filesystem_type(path: str | Path, mounts: str = "/proc/mounts") -> str | None:
-    """The type of the file system ``path`` is on (longest matching mount point), or None."""
-    path = os.path.realpath(path)
-    best, kind = "", None
-    try:
-        lines = Path(mounts).read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        point = parts[1].replace("\\040", " ")
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, parts[2]
-    return kind
 
 
 def _fix(out: str) -> str:

@@ -82,15 +82,19 @@ class CachedImages:
     def channels(self) -> int:
         return 1 if len(self._shape) == 3 else self._shape[3]
 
-    def image(self, row: int, flip: bool = False, size=None) -> np.ndarray:
-        """One float32 image (C, height, width), resized, flipped and augmented."""
+    def _sized(self, row: int, flip: bool, size) -> np.ndarray:
+        """The cached uint8 image of ``row`` at ``size`` (the cache's own by default), flipped."""
         img = np.asarray(self.images[int(row)])
         h, w = self.size if size is None else size_hw(size)
         if (h, w) != img.shape[:2]:
             img = fit(img, h, w)
         if flip:
             img = img[:, ::-1]
-        img = np.ascontiguousarray(img)
+        return np.ascontiguousarray(img)
+
+    def image(self, row: int, flip: bool = False, size=None) -> np.ndarray:
+        """One float32 image (C, height, width), resized, flipped and augmented."""
+        img = self._sized(row, flip, size)
         out = self.augment(img) if self.augment is not None else normalize(img)
         return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
 
@@ -108,13 +112,7 @@ class CachedImages:
 
     def pixels(self, row: int, flip: bool = False, size=None) -> np.ndarray:
         """One augmented uint8 image (height, width[, C]), resized and flipped, not normalised."""
-        img = np.asarray(self.images[int(row)])
-        h, w = self.size if size is None else size_hw(size)
-        if (h, w) != img.shape[:2]:
-            img = fit(img, h, w)
-        if flip:
-            img = img[:, ::-1]
-        img = np.ascontiguousarray(img)
+        img = self._sized(row, flip, size)
         if self.augment is None:
             return img
         pixels = getattr(self.augment, "pixels", None)
