@@ -136,22 +136,14 @@ def _fit(cfg: ClassifierConfig, seed: int, x, ids, fit_mask):
     return model, classes
 
 
-def _scores(model, x, images, classes, truth, topk: int, above: int | None):
-    """The classifier's class scores of ``x``: dense, or top-``topk`` per query (in row chunks,
-    so a 27,956 × 15,587 softmax never exists at once) above ``above`` classes."""
+def _scores(dense_rows, n: int, images, classes, truth, topk: int, above: int | None):
+    """Class scores as they are stored: dense, or top-``topk`` per query above ``above``
+    classes, built in row chunks so a 27,956 × 15,587 matrix never exists at once.
+    ``dense_rows(a, b)`` gives the dense scores of query rows ``a:b``."""
     if above is None or len(classes) <= above or topk >= len(classes):
-        return ClassScores(model.predict_scores(x), images, classes, truth)
-    parts = [TopKScores.from_dense(ClassScores(model.predict_scores(x[a:a + _CHUNK]), images[a:a + _CHUNK], classes),
-                                   topk) for a in range(0, len(x), _CHUNK)]
-    return TopKScores.concat(parts, truth)
-
-
-def _stored(dense: np.ndarray, images, classes, truth, topk: int, above: int | None):
-    """Dense validation scores as they are stored: as they are, or top-``topk`` above ``above`` classes."""
-    if above is None or len(classes) <= above or topk >= len(classes):
-        return ClassScores(dense, images, classes, truth)
-    parts = [TopKScores.from_dense(ClassScores(dense[a:a + _CHUNK], images[a:a + _CHUNK], classes), topk)
-             for a in range(0, len(dense), _CHUNK)]
+        return ClassScores(dense_rows(0, n), images, classes, truth)
+    parts = [TopKScores.from_dense(ClassScores(dense_rows(a, a + _CHUNK), images[a:a + _CHUNK], classes), topk)
+             for a in range(0, n, _CHUNK)]
     return TopKScores.concat(parts, truth)
 
 
@@ -242,12 +234,17 @@ def build_classifier_model(
     groups = _groups(paths[0], images)
     if val_gallery == "test_like":
         s_val, c_val = _test_like_val(cfg, seed, x, ids, groups, train, val, val_chunks)
-        val_scores = _stored(s_val, images[val], c_val, ids[val], store_topk, store_topk_above)
+        val_scores = _scores(lambda a, b: s_val[a:b], len(s_val), images[val], c_val, ids[val],
+                             store_topk, store_topk_above)
     else:
         model, c_val = _fit(cfg, seed, x, ids, train)
-        val_scores = _scores(model, x[val], images[val], c_val, ids[val], store_topk, store_topk_above)
+        xv = x[val]
+        val_scores = _scores(lambda a, b: model.predict_scores(xv[a:b]), len(xv), images[val], c_val, ids[val],
+                             store_topk, store_topk_above)
     model, c_test = _fit(cfg, seed, x, catalog, train | val)
-    test_scores = _scores(model, x[test], images[test], c_test, None, store_topk, store_topk_above)
+    xt = x[test]
+    test_scores = _scores(lambda a, b: model.predict_scores(xt[a:b]), len(xt), images[test], c_test, None,
+                          store_topk, store_topk_above)
     out_dir.mkdir(parents=True, exist_ok=True)
     existing.unlink(missing_ok=True)  # result.json marks a finished model: drop it while rewriting
     val_scores.save(out_dir / "scores_val.npz")
