@@ -16,6 +16,7 @@ arrays of mined pairs) are marked slow.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -139,11 +140,9 @@ def _marked_processes(mark: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
+            with contextlib.suppress(OSError):  # gone, or not ours to read
                 if needle in (entry / "environ").read_bytes().split(b"\0"):
                     pids.append(int(entry.name))
-            except OSError:  # gone, or not ours to read
-                pass
     return pids
 
 

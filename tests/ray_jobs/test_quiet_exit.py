@@ -27,12 +27,13 @@ def sigterm_handler(signum, frame):  # what ray._private.worker installs in a wo
 signal.signal(signal.SIGTERM, sigterm_handler)
 
 class Thing:
-    pass
+    """Something a weak reference can point at (a plain object() cannot be weakly referenced)."""
 
 def on_free(ref):  # a weakref callback, like WeakSet._remove
     os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(1000):  # the handler runs at the next bytecode boundary, inside this callback
-        pass
+    spin = 0
+    while spin < 1000:  # the handler runs at the next bytecode boundary, inside this callback
+        spin += 1
 
 def on_free_broken(ref):
     raise ValueError("a real bug in a callback")

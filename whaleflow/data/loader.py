@@ -21,6 +21,7 @@ travels as its file name and maps the file on first use in the worker.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import select
@@ -250,7 +251,5 @@ class BatchLoader:
         self._loader = None
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: the workers end with the process anyway
             self.close()
-        except Exception:  # interpreter shutdown: the workers end with the process anyway
-            pass
