@@ -131,3 +131,22 @@ def test_a_run_without_ray_into_a_bucket_and_a_rerun_from_another_machine(s3_ser
     mirror_b = next((tmp_path / "machine_b" / "runs").iterdir())
     assert (mirror_b / "trials" / "m" / "result.json").is_file()
     assert not (mirror_b / "trials" / "m" / "checkpoints").exists(), "a finished trial's checkpoints stay in the bucket"
+
+
+def test_pull_with_delete_drops_what_the_location_no_longer_has(s3_server, tmp_path):
+    uri = s3_server("mirror-delete") + "/run"
+    a = RunStore(uri, tmp_path / "node_a")
+    (a.local / "gallery").mkdir(parents=True)
+    (a.local / "gallery" / "enroll_log.csv").write_text("time,image\n")
+    a.push("")
+    b = RunStore(uri, tmp_path / "node_b")
+    (b.local / "gallery").mkdir(parents=True)
+    (b.local / "gallery" / "enrolled.npz").write_bytes(b"stale")      # from an earlier life of the mirror
+    (b.local / "checkpoints").mkdir()
+    (b.local / "checkpoints" / "last.pt").write_bytes(b"kept")         # excluded: never pulled, never dropped
+    b.pull("", exclude=("checkpoints",))
+    assert (b.local / "gallery" / "enrolled.npz").exists(), "a plain pull only adds"
+    b.pull("", exclude=("checkpoints",), delete=True)
+    assert not (b.local / "gallery" / "enrolled.npz").exists()
+    assert (b.local / "gallery" / "enroll_log.csv").read_text() == "time,image\n"
+    assert (b.local / "checkpoints" / "last.pt").read_bytes() == b"kept"

@@ -154,13 +154,21 @@ class RunStore:
                 out[p.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime)
         return out
 
-    def pull(self, rel: str = "", *, exclude: tuple[str, ...] = ()) -> int:
-        """Copy the remote ``rel`` (a file or a folder) into the mirror; returns files copied."""
+    def pull(self, rel: str = "", *, exclude: tuple[str, ...] = (), delete: bool = False) -> int:
+        """Copy the remote ``rel`` (a file or a folder) into the mirror; returns files copied.
+
+        ``delete``: also remove mirror files the location no longer has (a mirror left by an
+        earlier pull must not keep what the bucket dropped, such as another node's reset gallery)."""
         if not self.remote:
             return 0
         copied = 0
         have = self._local_files(rel)
-        for name, (size, mtime) in self._remote_files(rel).items():
+        theirs = self._remote_files(rel)
+        if delete:
+            for name in sorted(set(have) - set(theirs)):
+                if not _hidden(name) and not _excluded(name, rel, exclude):
+                    (self.local / name).unlink(missing_ok=True)
+        for name, (size, mtime) in theirs.items():
             if _hidden(name) or _excluded(name, rel, exclude):
                 continue
             mine = have.get(name)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,8 +191,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
         store.check()
         if not store.exists("config.yaml"):
             raise DataError("not a run folder (no config.yaml).", file=run_dir, fix="pass the output.dir of a finished run.")
-        shutil.rmtree(store.local / "gallery", ignore_errors=True)  # the bucket's enrolments, not a stale mirror's
-        store.pull("", exclude=NOT_MIRRORED)
+        store.pull("", exclude=NOT_MIRRORED, delete=True)  # the bucket's enrolments, not a stale mirror's
         run_dir = store.local
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
