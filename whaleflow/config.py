@@ -265,7 +265,16 @@ class EnsembleConfig:
     # one and scored on that one (0 or 1: no estimate; costs outer_folds × trials more Optuna trials)
     outer_folds: int = 5
     seed: int = 0
+    # gallery: validation queries weighted to the test queries' expected mix of gallery sizes
+    # (whaleflow.ensemble.gallery_mix), for the blend choice and the expected test MAP@5;
+    # validation: every query weighs 1
+    test_mix: str = "gallery"
+    weigh_choice: bool = False  # the weights also choose the blend and the threshold (not only the estimate)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def __post_init__(self):
+        if self.test_mix not in ("gallery", "validation"):
+            raise ConfigError(f"ensemble.test_mix must be gallery or validation, got {self.test_mix!r}.")
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,34 @@ def test_submission_follows_the_layout_of_the_prepared_data(make_run, ens_cfg):
     assert out["layout"] == "happywhale" and list(frame.columns) == ["image", "predictions"]
     text = (run / "submission.csv").read_text()
     assert "new_individual" in text and "new_whale" not in text
+
+
+def _write_split(run, sizes_by_class):
+    """prepared/split.csv for the fixture's validation images: class w00 … keeps the given
+    number of training photos, so the validation queries' galleries differ in size."""
+    from whaleflow.inference import ClassScores
+
+    val = ClassScores.load(run / "trials" / "cos" / "scores_val.npz")
+    rows = [{"image": im, "id": t, "role": "val", "fold": 0, "held_out": False, "group": f"v{i}"}
+            for i, (im, t) in enumerate(zip(val.images, val.truth))]
+    for c, n in sizes_by_class.items():
+        rows += [{"image": f"tr_{c}_{j}.jpg", "id": c, "role": "train", "fold": -1, "held_out": False,
+                  "group": f"t{c}{j}"} for j in range(n)]
+    (run / "prepared").mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(run / "prepared" / "split.csv", index=False)
+
+
+def test_gallery_mix_reweights_the_expected_test_map_and_not_the_choice(make_run, ens_cfg):
+    import dataclasses
+
+    runs = [make_run(models=("cos", "prob"), name=n) for n in ("weighted", "plain")]  # the same data twice
+    for run in runs:
+        _write_split(run, {f"w{i:02d}": (1 if i < 15 else 12) for i in range(30)})
+    cfg = ens_cfg(classifier=False, trials=4)
+    cfg_v = cfg.replace(ensemble=dataclasses.replace(cfg.ensemble, test_mix="validation"))
+    weighted = run_ensemble(cfg, runs[0], progress=False)
+    plain = run_ensemble(cfg_v, runs[1], progress=False)
+    assert plain["test_mix"] is None and weighted["test_mix"]["test_share"]
+    assert weighted["weights"] == plain["weights"] and weighted["threshold"] == plain["threshold"]
+    assert weighted["expected_test_map5"] != pytest.approx(plain["expected_test_map5"], abs=1e-9)
+    assert any("expected test mix of gallery sizes" in n for n in weighted["notes"])

@@ -82,3 +82,27 @@ def test_too_few_folds_or_images_give_no_estimate():
     mats, truth = _models(n=6)
     assert outer_estimate(mats, truth, ["a", "b"], outer_folds=1, trials=2, folds=2, seed=0) is None
     assert outer_estimate(mats, truth, ["a", "b"], outer_folds=5, trials=2, folds=2, seed=0) is None
+
+
+def test_row_weights_score_each_fold_by_weight_and_leave_the_choice_alone():
+    mats, truth = _models(seed=4)
+    w = np.random.default_rng(0).integers(1, 5, len(truth)).astype(float)
+    kw = dict(outer_folds=3, trials=4, folds=3, seed=0)
+    plain = outer_estimate(mats, truth, ["a", "b"], **kw)
+    ones = outer_estimate(mats, truth, ["a", "b"], row_weights=np.ones(len(truth)), **kw)
+    assert ones.map5 == pytest.approx(plain.map5)
+    est = outer_estimate(mats, truth, ["a", "b"], row_weights=w, weighted_choice=False, **kw)
+    fold_ids = make_folds(truth, 3, OUTER_SEED_OFFSET)
+    for f, (row, base) in enumerate(zip(est.folds, plain.folds)):
+        assert row["weights"] == base["weights"] and row["threshold"] == base["threshold"]  # same choice
+        held = fold_ids == f
+        wm = np.array([row["weights"][k] for k in ("a", "b")])
+        ranked = RankedTopK.from_scores(blend_matrices([m[held] for m in mats], wm), truth[held])
+        counts = (ranked.values >= np.float32(row["threshold"])).sum(axis=1)
+        ap = ranked.ap[np.arange(len(counts)), counts]
+        assert row["map5"] == pytest.approx(np.average(ap, weights=w[held]))
+        assert row["weight"] == pytest.approx(w[held].sum())
+    assert est.map5 == pytest.approx(np.average([r["map5"] for r in est.folds], weights=[r["weight"] for r in est.folds]))
+    chosen = outer_estimate(mats, truth, ["a", "b"], row_weights=w, weighted_choice=True, **kw)
+    assert any(r["threshold"] != b["threshold"] or r["weights"] != b["weights"]
+               for r, b in zip(chosen.folds, plain.folds))  # a weighted choice is another choice

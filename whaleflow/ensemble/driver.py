@@ -39,6 +39,7 @@ from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
 from .normalize import ScoreNormalizer
 from .outer import outer_estimate
+from .gallery_mix import run_gallery_mix
 from .score_space import build_space, fit_normalizer, truth_of
 from .tune import RankedTopK, tune_blend
 
@@ -185,13 +186,21 @@ def run_ensemble(
         notes.append(f"new-individual threshold by predict.new_prior: the {100 * prior:.0f} % least confident "
                      "queries of each set (validation, test) get it first; only weights are tuned")
     names = [t.name for t in trials]
+    mix = run_gallery_mix(cfg, run_dir, val_images, truth_idx)
+    row_w = mix.weights if mix is not None else None
+    if mix is not None:
+        notes.append(f"validation queries weighted to the expected test mix of gallery sizes (photos of the "
+                     f"query's individual; validation {mix.val_share}, test {mix.test_share}): worth "
+                     f"{mix.effective_queries:.0f} of {len(truth_idx)} queries")
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
-                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show)
+                        storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show,
+                        row_weights=row_w if ecfg.weigh_choice else None)
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
     outer = outer_estimate(mats_val, truth_idx, names, outer_folds=ecfg.outer_folds, trials=ecfg.trials,
-                           folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior)
+                           folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior,
+                           row_weights=row_w, weighted_choice=ecfg.weigh_choice)
     if outer is not None:
         notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
                      f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
@@ -260,6 +269,8 @@ def run_ensemble(
         "val_new_first_share": new_first_share(blended_val, threshold),
         "test_new_first_share": new_first_share(blended_test, test_threshold),
         "val_new_share": float((truth_idx == -1).mean()) if len(truth_idx) else 0.0,
+        "test_mix": None if mix is None else {"val_share": mix.val_share, "test_share": mix.test_share,
+                                              "effective_queries": mix.effective_queries},
         "layout": layout,
         "optuna_trials": tuning.n_trials,
         "study": tuning.study_name,

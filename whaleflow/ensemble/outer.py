@@ -34,7 +34,7 @@ OUTER_SEED_OFFSET = 7919
 
 @dataclass
 class OuterEstimate:
-    map5: float                  # size-weighted mean of the held-out folds' MAP@5
+    map5: float                  # size- (or weight-) weighted mean of the held-out folds' MAP@5
     std: float                   # standard deviation of the per-fold MAP@5
     folds: list[dict] = field(default_factory=list)  # per fold: images, map5, weights, threshold
 
@@ -57,8 +57,14 @@ def outer_estimate(
     seed: int,
     fixed_threshold: float | None = None,
     prior: float | None = None,
+    row_weights: np.ndarray | None = None,
+    weighted_choice: bool = True,
 ) -> OuterEstimate | None:
-    """Score each outer fold with the blend chosen on the others; None with < 2 folds or images."""
+    """Score each outer fold with the blend chosen on the others; None with < 2 folds or images.
+
+    With ``row_weights`` (:mod:`.gallery_mix`) each held-out fold's MAP@5 is the weighted mean
+    and the folds are pooled by their weight; ``weighted_choice`` says whether the choice
+    on the other folds was weighted too (as the run's own choice is)."""
     truth_idx = np.asarray(truth_idx, dtype=np.int64)
     n = len(truth_idx)
     if outer_folds < 2 or n < 2 * outer_folds:
@@ -69,13 +75,16 @@ def outer_estimate(
         held, inner = fold_ids == f, fold_ids != f
         chosen = tune_blend([m[inner] for m in matrices], truth_idx[inner], list(names), trials=trials,
                             folds=folds, seed=seed, storage_path=None, fixed_threshold=fixed_threshold,
-                            prior=prior, progress=False)
+                            prior=prior, progress=False,
+                            row_weights=row_weights[inner] if row_weights is not None and weighted_choice else None)
         weights = np.array([chosen.weights[nm] for nm in names])
-        ranked = RankedTopK.from_scores(blend_matrices([m[held] for m in matrices], weights), truth_idx[held])
+        ranked = RankedTopK.from_scores(blend_matrices([m[held] for m in matrices], weights), truth_idx[held],
+                                        weights=None if row_weights is None else row_weights[held])
         threshold = prior_threshold(ranked.values[:, 0], prior) if prior is not None else chosen.threshold
-        rows.append({"fold": int(f), "images": int(held.sum()), "map5": float(ranked.map_at(threshold)),
+        rows.append({"fold": int(f), "images": int(held.sum()), "weight": ranked.total_weight,
+                     "map5": float(ranked.map_at(threshold)),
                      "inner_map5": float(chosen.val_map5), "threshold": float(threshold),
                      "weights": chosen.weights})
-    sizes = np.array([r["images"] for r in rows], dtype=np.float64)
+    sizes = np.array([r["weight"] for r in rows], dtype=np.float64)
     maps = np.array([r["map5"] for r in rows])
     return OuterEstimate(map5=float((maps * sizes).sum() / sizes.sum()), std=float(maps.std(ddof=1)), folds=rows)

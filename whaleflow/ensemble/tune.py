@@ -21,10 +21,11 @@ single model on all of validation: if a single model scores higher there, its
 one-hot weights are used instead, with a note. So the ensemble never reports less
 than the best single model.
 
-**Thresholds are exact.** :func:`best_threshold` sweeps every distinct top-k score,
-not a grid: MAP@5 as a function of the threshold only changes at those values, so the
-optimum is found exactly and is invariant under each model's monotone normalisation.
-Its semantics are those of :func:`whaleflow.inference.topk.insert_new_whale`.
+**Thresholds are exact** (:mod:`.ranked`): every distinct top-k score is a candidate.
+
+**Weighted rows.** With ``row_weights`` (:mod:`.gallery_mix`) every MAP@5 here — the
+objective, the thresholds, the single-model guard — is the weighted mean, so the
+blend is chosen for the test queries' expected mix of gallery sizes.
 
 **A prior instead of a tuned threshold.** With ``prior`` (``predict.new_prior``) the
 threshold is not fitted at all: on whatever queries are scored it is set so that
@@ -55,88 +56,9 @@ import numpy as np
 from ..inference.new_prior import prior_threshold
 from ..progress import progress_bar
 from .blend import blend_matrices
+from .ranked import RankedTopK, best_threshold
 
 __all__ = ["BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
-
-
-# ----------------------------------------------------------------------------- exact thresholds
-
-
-@dataclass
-class RankedTopK:
-    """Each query's top-k values and the AP it gets for every new_whale position.
-
-    ``ap[r, p]`` is row r's average precision when new_whale is inserted at position
-    ``p`` (``p = k``: not inserted), i.e. when exactly ``p`` top-k values reach the
-    threshold.
-    """
-
-    values: np.ndarray  # (n, k) float32, descending
-    ap: np.ndarray      # (n, k + 1) float64
-
-    @classmethod
-    def from_scores(cls, scores: np.ndarray, truth_idx: np.ndarray, k: int = 5) -> "RankedTopK":
-        scores = np.asarray(scores, dtype=np.float32)
-        n, c = scores.shape
-        k = min(k, c)
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        idx, vals = np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
-        truth = np.asarray(truth_idx, dtype=np.int64)
-        hits = idx == truth[:, None]
-        h = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)       # hit column, -1 = none
-        p = np.arange(k + 1)[None, :]
-        pos = np.where(p <= h[:, None], h[:, None] + 1, h[:, None])   # new_whale pushes the hit down
-        known = np.where((h[:, None] >= 0) & (pos < k), 1.0 / (np.maximum(pos, 0) + 1.0), 0.0)
-        new = np.where(p < k, 1.0 / (p + 1.0), 0.0)
-        ap = np.where((truth == -1)[:, None], new, known)
-        return cls(vals, ap)
-
-    def subset(self, rows: np.ndarray) -> "RankedTopK":
-        return RankedTopK(self.values[rows], self.ap[rows])
-
-    def map_at(self, threshold: float) -> float:
-        """MAP@k at one threshold (compared in float32, as ``insert_new_whale`` does)."""
-        if len(self.values) == 0:
-            return 0.0
-        counts = (self.values >= np.float32(threshold)).sum(axis=1)
-        return float(self.ap[np.arange(len(counts)), counts].mean())
-
-    def curve(self, thresholds: np.ndarray) -> np.ndarray:
-        return np.array([self.map_at(t) for t in thresholds])
-
-
-def best_threshold(ranked: RankedTopK) -> tuple[float, float]:
-    """The threshold that maximises MAP@k over ``ranked``'s rows, and that MAP@k.
-
-    Sweeps every distinct top-k value (MAP only changes there) and returns a float32
-    value strictly between the optimal value and the next lower one where possible,
-    so the same images fall on each side but the cut is not on a sample.
-    """
-    vals, ap = ranked.values, ranked.ap
-    n, k = vals.shape
-    if n == 0:
-        return 0.0, 0.0
-    flat = vals.reshape(-1)
-    delta = (ap[:, 1:] - ap[:, :-1]).reshape(-1)          # gain when value (r, j) reaches the threshold
-    order = np.argsort(-flat, kind="stable")
-    sorted_vals, gains = flat[order], np.cumsum(delta[order])
-    last = np.r_[sorted_vals[1:] != sorted_vals[:-1], True]  # last event of each distinct value
-    uniq, cum = sorted_vals[last], gains[last]
-    maps = np.r_[ap[:, 0].sum(), ap[:, 0].sum() + cum] / n  # candidate 0: above every value
-    best = int(np.argmax(maps))
-    span = float(uniq[0] - uniq[-1]) or 1.0
-    if best == 0:
-        upper, lower = float(uniq[0]) + 0.05 * span, float(uniq[0])
-    elif best == len(uniq):
-        upper, lower = float(uniq[-1]), float(uniq[-1]) - 0.05 * span
-    else:
-        upper, lower = float(uniq[best - 1]), float(uniq[best])
-    t = np.float32(0.5 * (upper + lower))
-    if not (np.float32(lower) < t <= np.float32(upper)):
-        t = np.float32(upper)
-    return float(t), float(maps[best])
 
 
 # ----------------------------------------------------------------------------- folds
@@ -159,10 +81,10 @@ def make_folds(truth_idx: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def cv_map5(ranked: RankedTopK, fold_ids: np.ndarray, fixed_threshold: float | None = None,
             prior: float | None = None) -> float:
-    """Out-of-fold MAP@5: each fold scored at the threshold tuned on the other folds
+    """Out-of-fold (weighted) MAP@5: each fold scored at the threshold tuned on the other folds
     (a fixed threshold or the prior rule needs no tuning: all rows at once)."""
     n = len(fold_ids)
-    if n == 0:
+    if n == 0 or not ranked.total_weight > 0:
         return 0.0
     if fixed_threshold is not None:
         return ranked.map_at(fixed_threshold)
@@ -175,8 +97,9 @@ def cv_map5(ranked: RankedTopK, fold_ids: np.ndarray, fixed_threshold: float | N
     for f in ids:
         held = fold_ids == f
         t, _ = best_threshold(ranked.subset(~held))
-        total += ranked.subset(held).map_at(t) * held.sum()
-    return total / n
+        part = ranked.subset(held)
+        total += part.map_at(t) * part.total_weight
+    return total / ranked.total_weight
 
 
 # ----------------------------------------------------------------------------- Optuna
@@ -196,19 +119,21 @@ class BlendTuning:
 
 
 def _evaluate(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None,
-              prior: float | None = None) -> tuple[float, float]:
-    ranked = RankedTopK.from_scores(scores, truth_idx)
+              prior: float | None = None, row_weights: np.ndarray | None = None) -> tuple[float, float]:
+    ranked = RankedTopK.from_scores(scores, truth_idx, weights=row_weights)
     if prior is not None:
         fixed = prior_threshold(ranked.values[:, 0], prior)
     return (fixed, ranked.map_at(fixed)) if fixed is not None else best_threshold(ranked)
 
 
-def _study_name(names, matrices, truth_idx, folds, seed, fixed, prior=None) -> str:
+def _study_name(names, matrices, truth_idx, folds, seed, fixed, prior=None, row_weights=None) -> str:
     h = hashlib.sha1()
     for name, m in zip(names, matrices):
         h.update(name.encode() + b"\0")
         h.update(np.ascontiguousarray(m, dtype=np.float32).tobytes())
     h.update(np.asarray(truth_idx, dtype=np.int64).tobytes())
+    if row_weights is not None:  # another objective: another study
+        h.update(b"weights" + np.asarray(row_weights, dtype=np.float64).tobytes())
     h.update(f"{folds}|{seed}|{fixed}".encode() + (f"|prior={prior}".encode() if prior is not None else b""))
     return "blend-" + h.hexdigest()[:16]
 
@@ -225,9 +150,11 @@ def tune_blend(
     fixed_threshold: float | None = None,
     prior: float | None = None,
     progress: bool = True,
+    row_weights: np.ndarray | None = None,
 ) -> BlendTuning:
     """Tune weights (Optuna, CV objective) and the final threshold over aligned,
-    normalised validation matrices of the models called ``names``."""
+    normalised validation matrices of the models called ``names`` (every MAP@5 weighted
+    by ``row_weights`` when given)."""
     import optuna
 
     names = list(names)
@@ -238,10 +165,10 @@ def tune_blend(
     truth_idx = np.asarray(truth_idx, dtype=np.int64)
     fold_ids = make_folds(truth_idx, folds, seed)
     notes: list[str] = []
-    singles = {n: _evaluate(m, truth_idx, fixed_threshold, prior) for n, m in zip(names, matrices)}
+    singles = {n: _evaluate(m, truth_idx, fixed_threshold, prior, row_weights) for n, m in zip(names, matrices)}
 
     def cv_of(weights) -> float:
-        ranked = RankedTopK.from_scores(blend_matrices(matrices, weights), truth_idx)
+        ranked = RankedTopK.from_scores(blend_matrices(matrices, weights), truth_idx, weights=row_weights)
         return cv_map5(ranked, fold_ids, fixed_threshold, prior)
 
     n_total, study_name = 0, None
@@ -249,7 +176,8 @@ def tune_blend(
         weights = np.array([1.0])
         notes.append("one model: weight 1, only the threshold is tuned")
     else:
-        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold, prior)
+        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold, prior,
+                                 row_weights)
         if storage_path is not None:
             storage_path = Path(storage_path)
             storage_path.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +221,7 @@ def tune_blend(
 
     weights = weights / weights.sum()
     cv = cv_of(weights)
-    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior)
+    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior, row_weights)
     best_single = max(names, key=lambda n: singles[n][1])
     if singles[best_single][1] > full:
         notes.append(f"the CV-chosen blend scored {full:.4f} on all of validation, below {best_single} "

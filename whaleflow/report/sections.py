@@ -169,6 +169,12 @@ def expected_paragraph(art: RunArtifacts) -> str:
     if val is not None:
         text += (f" The validation MAP@5 of {val:.3f} is in-sample: the weights and the threshold were chosen "
                  "on those very images.")
+    mix = art.ensemble_summary.get("test_mix") or art.summary.get("test_mix")
+    if mix:
+        shares = lambda d: ", ".join(f"{k}: {100 * v:.0f} %" for k, v in d.items())  # noqa: E731
+        text += (" Known-individual queries were weighted to the test set's expected mix of gallery sizes "
+                 f"(photos of the query's individual; validation {shares(mix['val_share'])}, test "
+                 f"{shares(mix['test_share'])}), worth {mix['effective_queries']:.0f} unweighted queries.")
     text += (" Still optimistic by a little: each model's best epoch was picked on all of validation.")
     test = art.summary.get("test_map5")
     if test is not None:
