@@ -5,7 +5,7 @@
 * :mod:`.search_space` — each model's ``search:`` YAML → Tune domains, trial names;
 * :mod:`.variant_searcher`, :mod:`.per_model_asha` — Optuna and ASHA, one per model;
 * :mod:`.trainable` — the function trainable and its Tune-reporting engine callback;
-* :mod:`.mining_actor` — a siamese trial's MiningActor and its client;
+* :mod:`.mining_actor`, :mod:`.mining_client` — a siamese trial's MiningActor and its client;
 * :mod:`.ensemble_driver` — the ensemble as one Ray task;
 * :mod:`.cli` — the ``whaleflow`` command.
 

@@ -10,7 +10,7 @@ finds it. The only Ray-specific pieces are here:
 * resuming: when Tune restores or retries a trial, ``ray.tune.get_checkpoint()`` is
   copied into the trial folder's ``checkpoints/`` and the trainer resumes from it
   exactly (RNG included) — on whatever node the trial now runs;
-* the siamese family's mining goes through a :class:`~ray_jobs.mining_actor.RayMiningClient`;
+* the siamese family's mining goes through a :class:`~ray_jobs.mining_client.RayMiningClient`;
 * a trial given no GPU trains on the CPU (:func:`cpu_unless_given_gpus`);
 * what the trial prints, and one line per epoch, go to ``trials/<name>/log.txt``;
 * with the run folder at a URI (``s3://``, ``gs://``) the trial works in its node's copy
@@ -111,7 +111,7 @@ def restore_checkpoint(checkpoint, checkpoint_dir: Path) -> bool:
 
 
 def _mining_client(cfg: Config, model_cfg, name: str):
-    from .mining_actor import RayMiningClient
+    from .mining_client import RayMiningClient
     from .resources import mining_actor_memory
 
     return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
