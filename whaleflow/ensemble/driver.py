@@ -39,7 +39,7 @@ from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
 from .normalize import ScoreNormalizer
 from .outer import outer_estimate
-from .gallery_mix import run_gallery_mix
+from .gallery_mix import mix_text, run_gallery_mix
 from .score_space import build_space, fit_normalizer, truth_of
 from .tune import RankedTopK, tune_blend
 
@@ -189,9 +189,8 @@ def run_ensemble(
     mix = run_gallery_mix(cfg, run_dir, val_images, truth_idx)
     row_w = mix.weights if mix is not None else None
     if mix is not None:
-        notes.append(f"validation queries weighted to the expected test mix of gallery sizes (photos of the "
-                     f"query's individual; validation {mix.val_share}, test {mix.test_share}): worth "
-                     f"{mix.effective_queries:.0f} of {len(truth_idx)} queries")
+        notes.append(f"expected test MAP@5 with validation queries weighted to the expected test mix of "
+                     f"{mix_text(mix.to_dict())}")
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
                         storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show,
                         row_weights=row_w if ecfg.weigh_choice else None)
@@ -269,8 +268,7 @@ def run_ensemble(
         "val_new_first_share": new_first_share(blended_val, threshold),
         "test_new_first_share": new_first_share(blended_test, test_threshold),
         "val_new_share": float((truth_idx == -1).mean()) if len(truth_idx) else 0.0,
-        "test_mix": None if mix is None else {"val_share": mix.val_share, "test_share": mix.test_share,
-                                              "effective_queries": mix.effective_queries},
+        "test_mix": None if mix is None else mix.to_dict(),
         "layout": layout,
         "optuna_trials": tuning.n_trials,
         "study": tuning.study_name,

@@ -46,9 +46,7 @@ import pandas as pd
 from ..data.split import val_chunks
 from ..labels import NEW_WHALE
 
-__all__ = ["TEST_MIXES", "GalleryMix", "gallery_bin", "mix_weights", "run_gallery_mix", "mix_from_split"]
-
-TEST_MIXES = ("gallery", "validation")
+__all__ = ["GalleryMix", "gallery_bin", "mix_text", "mix_weights", "run_gallery_mix", "mix_from_split"]
 
 #: bins are joined until each holds this many validation queries: one query standing for a
 #: tenth of the test set would make the estimate a coin toss (in ``make demo`` a single
@@ -75,6 +73,19 @@ class GalleryMix:
         """Kish's effective sample size: how many equally weighted queries the estimate is worth."""
         w = self.weights
         return float(w.sum() ** 2 / max((w ** 2).sum(), 1e-12))
+
+    def to_dict(self) -> dict:
+        """What ``summary.json`` keeps (and :func:`mix_text` reads)."""
+        return {"val_share": self.val_share, "test_share": self.test_share,
+                "effective_queries": self.effective_queries}
+
+
+def mix_text(mix: dict) -> str:
+    """One readable clause for the run's notes and the report, from :meth:`GalleryMix.to_dict`."""
+    def shares(d: dict) -> str:
+        return ", ".join(f"{k}: {100 * v:.0f} %" for k, v in d.items())
+    return (f"gallery sizes (photos of the query's individual) validation {shares(mix['val_share'])}; "
+            f"expected test {shares(mix['test_share'])}; worth {mix['effective_queries']:.0f} unweighted queries")
 
 
 def _label(group: np.ndarray, g: int) -> str:

@@ -11,6 +11,7 @@ from typing import Optional
 
 import pandas as pd
 
+from ..ensemble.gallery_mix import mix_text
 from ..labels import NEW_WHALE
 from .artifacts import RunArtifacts
 from .figures import ENSEMBLE_COLOR, model_colors
@@ -171,11 +172,11 @@ def expected_paragraph(art: RunArtifacts) -> str:
                  "on those very images.")
     mix = art.ensemble_summary.get("test_mix") or art.summary.get("test_mix")
     if mix:
-        shares = lambda d: ", ".join(f"{k}: {100 * v:.0f} %" for k, v in d.items())  # noqa: E731
-        text += (" Known-individual queries were weighted to the test set's expected mix of gallery sizes "
-                 f"(photos of the query's individual; validation {shares(mix['val_share'])}, test "
-                 f"{shares(mix['test_share'])}), worth {mix['effective_queries']:.0f} unweighted queries.")
-    text += (" Still optimistic by a little: each model's best epoch was picked on all of validation.")
+        text += (f" Known-individual queries were weighted to the test set's expected mix of {esc(mix_text(mix))}; "
+                 "on four synthetic sets this weighted figure came out 0.02–0.05 below the real test MAP@5 (the "
+                 "test predictions come from fits on more photos).")
+    else:
+        text += " Still optimistic by a little: each model's best epoch was picked on all of validation."
     test = art.summary.get("test_map5")
     if test is not None:
         text += f" The real test MAP@5 of this run is {test:.3f} ({test - outer['map5']:+.3f})."
