@@ -157,12 +157,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--prefetch", type=int, default=None, help="batches each worker keeps ready (default: train.prefetch's)")
     ap.add_argument("--passes", type=int, default=4, help="passes over the images per timed epoch")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=None, help="keep the synthetic photos and caches here between runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     import cv2
+
+    from whaleflow.config import TrainConfig
+
+    prefetch = args.prefetch or TrainConfig().prefetch
 
     cv2.setNumThreads(1)  # the old path in one thread, as the issue measured it (cv2's pool would take both cores)
     result: dict = {"images": args.images, "workers": args.workers, "rounds": args.rounds,
@@ -178,7 +183,7 @@ def main(argv=None) -> dict:
         for name, size, batch in SETTINGS:
             augment = build_augment(name, seed=0)
             loader = BatchLoader({(size, size): caches[(size, size)]}, build_augment(name, seed=0),
-                                 workers=args.workers, prefetch=4)
+                                 workers=args.workers, prefetch=prefetch)
             run_new(loader, epoch_specs(n, batch, size, 99)[:2 * max(1, args.workers)])  # start the workers
             inline = BatchLoader({(size, size): caches[(size, size)]}, build_augment(name, seed=0), workers=0)
             r_old, r_new, r_one = Rate(), Rate(), Rate()

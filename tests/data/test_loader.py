@@ -51,6 +51,21 @@ def test_workers_give_the_batches_of_the_main_process(caches):
         pool.epoch(specs())
 
 
+def test_an_epoch_left_early_does_not_spoil_the_next(caches):
+    inline = BatchLoader(caches, build_augment("siamese"), workers=0)
+    pool = BatchLoader(caches, build_augment("siamese"), workers=2, prefetch=2)
+    try:
+        first = pool.epoch(specs(epoch=0))
+        next(first)  # then the step fails: the rest of the epoch is never taken
+        for epoch in (1, 2):
+            a, b = collect(inline, specs(epoch=epoch)), collect(pool, specs(epoch=epoch))
+            assert len(b) == 6 and all(torch.equal(xa, xb) and torch.equal(ya, yb)
+                                       for (xa, ya), (xb, yb) in zip(a, b))
+    finally:
+        pool.close()
+    assert pool._receiver is None
+
+
 def test_a_batch_depends_on_its_seed_not_on_what_came_before(caches):
     reader = BatchReader(caches, build_augment("siamese"))
     s = specs()

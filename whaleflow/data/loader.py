@@ -25,6 +25,7 @@ import contextlib
 import functools
 import os
 import select
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -35,6 +36,7 @@ import torch
 from ..config import size_hw
 from ..errors import WhaleflowError
 from .dataset import CachedImages, cache_for_size
+from .receiver import received
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,9 @@ class BatchLoader:
         if prefetch < 1:
             raise ValueError(f"train.prefetch must be ≥ 1, got {prefetch}")
         self.workers = int(workers)
+        # with pinned memory torch's pin thread already takes the batches off the workers
+        self._receive = self.workers > 0 and not pin_memory
+        self._receiver: tuple[threading.Thread, threading.Event] | None = None
         self._feed = _Feed()
         self._loader = torch.utils.data.DataLoader(
             _Numbered(caches, augment), batch_size=None, sampler=self._feed, collate_fn=_as_is,
@@ -240,11 +245,27 @@ class BatchLoader:
         """(uint8 images, extra) for each spec, in order; specs are drawn as workers free up."""
         if self._loader is None:
             raise RuntimeError("this BatchLoader was closed")
+        self._join_receiver()  # an epoch left early: its thread must let go of the iterator first
         self._feed.specs = specs
-        return _in_order(_explained(iter(self._loader), self.workers))
+        batches = _in_order(_explained(iter(self._loader), self.workers))
+        if not self._receive:
+            return batches
+        stop = threading.Event()
+        batches, thread = received(batches, depth=2, stop=stop)
+        self._receiver = (thread, stop)
+        return batches
+
+    def _join_receiver(self, timeout: float | None = None) -> None:
+        if self._receiver is not None:
+            thread, stop = self._receiver
+            stop.set()
+            # at most the batch it waits for: the workers are alive, or torch raises
+            thread.join(timeout)
+            self._receiver = None
 
     def close(self) -> None:
         """Stop the persistent workers now rather than whenever the loader is collected."""
+        self._join_receiver(timeout=30.0)
         it = getattr(self._loader, "_iterator", None)
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
