@@ -77,7 +77,8 @@ def test_a_new_individual_enrolled_with_two_photos_comes_first_for_a_third(run_c
     top = after.frame["predictions"][0].split()
     assert [t for t in top if t != "new_whale"][0] == "zz_newcomer", top
     # the models, not only the near-duplicate rule (which knows the enrolled photos' hashes too):
-    # with it off the newcomer is still among the five, and the arcface family ranks it first
+    # with it off the newcomer is still among the five (these nets barely learn, so only a
+    # photo this close is a fair test of ranking it first)
     tr = load_run(run, device="cpu")
     tr.cfg = dataclasses.replace(tr.cfg, predict=dataclasses.replace(tr.cfg.predict, use_duplicates=False))
     alone = identify(tr, [third], out=None, page=False, boxes=boxes)
@@ -95,14 +96,51 @@ def test_a_new_individual_enrolled_with_two_photos_comes_first_for_a_third(run_c
         if fam.family == "metric":  # brute force: cosine to the re-normalised mean of its two photos
             expect = np.mean([q[f][0] @ (mine[f].sum(0) / np.linalg.norm(mine[f].sum(0))) for f in fam.views])
             assert scores[0, col] == pytest.approx(expect, abs=1e-5)
-        if fam.family == "arcface":  # a k-NN-only individual for the head; ranked first
-            expect = np.mean([(q[f][0] @ mine[f].T).max() for f in fam.views])
-            assert scores[0, col] == pytest.approx(expect, abs=1e-5)
-            assert classes[int(np.argmax(scores[0]))] == "zz_newcomer"
     # the page says how models with a fixed set of classes treat it
     html = (tmp_path / "after.html").read_text()
     assert "classifier on embeddings scores only the individuals it was trained on" in html
     assert "enrolled</span>" in html
+
+
+def _map5(frame, answers: pd.DataFrame) -> float:
+    truth = dict(zip(answers["Image"], answers["Id"]))
+    return float(np.mean([1.0 / (p.split().index(truth[im]) + 1) if truth[im] in p.split() else 0.0
+                          for im, p in zip(frame["image"], frame["predictions"])]))
+
+
+def _enroll_pairs(run, individuals, tmp_path, boxes) -> dict:
+    """Enroll the first two photos of each newcomer as a new individual ``zz_<id>``."""
+    rows = []
+    for k, (ind, photos) in enumerate(individuals.items()):
+        rows += [{"image": f"{k}a.jpg", "path": photos[0], "decision": "new", "id": f"zz_{ind}"},
+                 {"image": f"{k}b.jpg", "path": photos[1], "decision": "accept", "id": f"zz_{ind}"}]
+    enroll(run, _decisions(tmp_path / "pairs.csv", rows), boxes=boxes, device="cpu")
+    return {f"zz_{ind}": photos[2] for ind, photos in individuals.items()}
+
+
+def test_enrolled_individuals_do_not_take_the_known_photos_matches(run_copy, tmp_path):
+    """Models with a fixed set of classes (the classifier, the arcface head) cannot score an
+    enrolled individual; scoring it by the others raw put it on another scale. Before the
+    rank mapping four newcomers took first place for 83 % of the run's own test photos and
+    MAP@5 fell 0.40 → 0.19; now 8 % and 0.39."""
+    from whaleflow.data.synthetic import generate_synthetic
+
+    run, data = run_copy
+    root = tmp_path / "four"
+    generate_synthetic(root, individuals=16, seed=7, width=96, height=64)
+    train = pd.read_csv(root / "train.csv")
+    counts = train[train["Id"] != "new_whale"]["Id"].value_counts()
+    individuals = {i: [str(root / "train" / im) for im in train.loc[train["Id"] == i, "Image"]]
+                   for i in counts[counts >= 3].index}
+    assert len(individuals) >= 4
+    tests = sorted((data / "test").glob("*.jpg"))
+    answers = pd.read_csv(data / "answers.csv")
+    before = identify(run, tests, out=None, page=False, boxes=data / "boxes.csv", device="cpu").frame
+    _enroll_pairs(run, individuals, tmp_path, root / "boxes.csv")
+    after = identify(run, tests, out=None, page=False, boxes=data / "boxes.csv", device="cpu").frame
+    stolen = np.mean([p.split()[0].startswith("zz_") for p in after["predictions"]])
+    assert stolen <= 0.25, stolen
+    assert _map5(after, answers) >= _map5(before, answers) - 0.05
 
 
 def test_enrolling_the_same_photo_twice_is_a_counted_skip(run_copy, newcomers, tmp_path):

@@ -81,6 +81,10 @@ def test_unreadable_photo_is_skipped_and_counted(trained_run, tmp_path, capsys):
 
 
 def test_blend_with_coverage_against_a_per_column_loop():
+    """Fully covered columns: the plain blend. The others: the renormalised blend of the models
+    that cover them, mapped by rank onto the plain blend of the fully covered columns."""
+    from whaleflow.inference.impute import impute_columns
+
     rng = np.random.default_rng(0)
     mats = [rng.normal(size=(4, 6)).astype(np.float32) for _ in range(3)]
     weights = [0.5, 0.2, 0.3]
@@ -88,14 +92,20 @@ def test_blend_with_coverage_against_a_per_column_loop():
     assert np.array_equal(blend_with_coverage(mats, full, weights), blend_matrices(mats, weights))
     covered = [np.ones(6, bool), np.ones(6, bool), np.array([1, 1, 1, 1, 0, 0], bool)]
     out = blend_with_coverage(mats, covered, weights)
-    for c in range(6):
-        use = [m for m in range(3) if covered[m][c]]
-        w = np.array([weights[m] for m in use]) / sum(weights[m] for m in use)
-        expect = sum(wm * mats[m][:, c] for wm, m in zip(w, use))
-        np.testing.assert_allclose(out[:, c], expect, rtol=1e-5, atol=1e-6)
+    plain = sum(w * m for w, m in zip(weights, mats))
+    np.testing.assert_allclose(out[:, :4], plain[:, :4], rtol=1e-5, atol=1e-6)
+    part = (0.5 * mats[0] + 0.2 * mats[1]) / 0.7            # the covering models, renormalised
+    expect = impute_columns(np.where(np.arange(6) < 4, plain, 0.0), part, np.arange(6) < 4)
+    np.testing.assert_allclose(out[:, 4:], expect[:, 4:], rtol=1e-5, atol=1e-6)
+    # the order of the partly covered columns among all follows their covering models' blend
+    for r in range(4):
+        rank_part = (part[r, :4] > part[r, 4]).sum()
+        assert (out[r, :4] > out[r, 4]).sum() == rank_part
     # the models that cover a column all have weight 0: they count equally there
     out = blend_with_coverage(mats, covered, [0.0, 0.0, 1.0])
-    np.testing.assert_allclose(out[:, 4], 0.5 * (mats[0][:, 4] + mats[1][:, 4]), rtol=1e-6)
+    part = 0.5 * (mats[0] + mats[1])
+    expect = impute_columns(np.where(np.arange(6) < 4, mats[2], 0.0), part, np.arange(6) < 4)
+    np.testing.assert_allclose(out[:, 4:], expect[:, 4:], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out[:, :4], mats[2][:, :4])
 
 

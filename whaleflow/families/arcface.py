@@ -11,8 +11,9 @@ stage.
 Class scores blend the head's cosine to each individual's closest sub-centre with
 k-NN over the gallery embeddings (the best cosine to any gallery photo of that
 individual): ``(1 − knn_weight) · head + knn_weight · knn``. The k-NN part lets an
-individual with a single photo rank, and it is the only part for individuals the head
-was never trained on (enrolled later).
+individual with a single photo rank, and it is the only evidence for individuals the head
+was never trained on (enrolled later): their score is put on the blended scale per query
+(:func:`~whaleflow.inference.impute.impute_columns`), not used raw.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 
 from ..engine.device import autocast, prepare_model
 from ..inference import aggregate_by_class
+from ..inference.impute import impute_columns
 from ..losses.arcface_loss import SubCenterArcFaceLoss, dynamic_margins
 from ..models.arcface_net import ArcFaceNet
 from ..models.backbones import build_backbone
@@ -167,9 +169,10 @@ class ArcFaceTask(FamilyTask):
             knn = aggregate_by_class((qv @ gv.T).cpu().numpy(), g_labels, len(classes), "max")
             head = self.head.cosine(qv).cpu().numpy()
             offset = len(self.classes) if (flip and self.flips) else 0
-            blended = knn.copy()  # individuals the head never saw: k-NN alone
+            blended = knn.copy()
             blended[:, known] = (1 - w) * head[:, col[known] + offset] + w * knn[:, known]
-            total += blended
+            # individuals the head never saw: their k-NN cosine on the head + k-NN scale
+            total += impute_columns(blended, knn, known)
         return total / len(self.views)
 
     # ------------------------------------------------------------------ state

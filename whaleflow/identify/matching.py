@@ -76,7 +76,8 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False) 
                 })
             for name, classes in scored.uncovered.items():
                 note = (f"{name} was not trained on {len(classes)} enrolled individual(s); their scores come from "
-                        "the other models' k-NN galleries (weights renormalised)")
+                        "the other models' k-NN galleries (weights renormalised), ranked among the trained "
+                        "individuals where that evidence alone ranks them")
                 if note not in notes:
                     notes.append(note)
             bar.advance(len(names))

@@ -151,10 +151,11 @@ def fallback_note(run) -> str:
     if run.classifier is not None:
         parts.append("the classifier on embeddings scores only the individuals it was trained on; for an "
                      "individual enrolled later the blend uses the other models (their k-NN galleries and "
-                     "centroids), with their weights renormalised")
+                     "centroids), with their weights renormalised, and ranks it among the trained "
+                     "individuals where that evidence alone would rank it")
     if any(f.family == "arcface" for f in run.families):
-        parts.append("the arcface head likewise knows only its training individuals: for enrolled ones its "
-                     "score is its k-NN part alone")
+        parts.append("the arcface head likewise knows only its training individuals: enrolled ones are "
+                     "scored by its k-NN part alone, ranked the same way")
     return ("Enrolled individuals: " + "; ".join(parts) + ".") if parts else ""
 
 

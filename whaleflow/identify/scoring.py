@@ -9,10 +9,11 @@ near-duplicates of gallery photos put their labels first when the run does
 
 One difference, only for individuals enrolled after training: the classifier on
 embeddings has a fixed set of classes and cannot score them. For such a column the
-blend uses the models that do score it, their weights renormalised to sum to 1
-(:func:`blend_with_coverage`; equally, when the tuned blend gave all of them weight 0),
-so a new individual is neither pushed down by a model that abstains nor lifted by one. The arcface family handles its own fixed head the same
-way inside the family (k-NN alone for individuals its head never saw).
+blend uses the models that do score it (their weights renormalised), put on the full
+blend's scale per query (:func:`blend_with_coverage`), so a new individual is neither
+pushed down by a model that abstains nor lifted above trained ones by the missing
+term. The arcface family does the same inside the family for individuals its head
+never saw (their k-NN score on the head + k-NN scale).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..ensemble.blend import blend_matrices, normalize_weights
 from ..ensemble.classifier_model import CLASSIFIER_NAME
 from ..ensemble.driver import apply_duplicates
 from ..inference import ClassScores, predict_labels
+from ..inference.impute import impute_columns
 from ..labels import NEW_WHALE
 from .trained_run import TrainedRun
 
@@ -43,26 +45,29 @@ class Scored:
 
 def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.ndarray], weights) -> np.ndarray:
     """The weighted blend of aligned (n, C) matrices where model m scores only the columns
-    ``covered[m]``. Fully covered columns are exactly :func:`blend_matrices`; elsewhere the
-    weights of the covering models are renormalised."""
+    ``covered[m]``. Fully covered columns are exactly :func:`blend_matrices`. A column that
+    some models cannot score gets the blend of those that can (their weights renormalised;
+    equal when the tuned blend gave all of them weight 0), mapped per query onto the full
+    blend's scale by :func:`~whaleflow.inference.impute.impute_columns`, fitted on the fully
+    covered columns."""
     w = normalize_weights(weights)
     covered = [np.asarray(c, bool) for c in covered]
     filled = [np.where(c[None, :], m, m.min(axis=1, keepdims=True)) for m, c in zip(matrices, covered)]
     out = blend_matrices(filled, w)
-    partial = ~np.logical_and.reduce(covered)
-    if partial.any():
-        cols = np.flatnonzero(partial)
-        cov = np.stack([c[cols] for c in covered])                      # (models, partial columns)
-        wcol = w[:, None] * cov
-        # every covering model has weight 0 in the tuned blend (it tuned all weight onto a
-        # model that cannot score these columns): weigh the covering models equally
-        none = wcol.sum(axis=0) <= 0
-        wcol[:, none] = cov[:, none].astype(np.float64)
-        den = wcol.sum(axis=0)
-        ok = den > 0
-        num = sum(wcol[m][None, :] * np.where(cov[m][None, :], np.asarray(matrices[m])[:, cols], 0.0)
-                  for m in range(len(matrices)))
-        out[:, cols[ok]] = (num[:, ok] / den[ok]).astype(np.float32)
+    cov = np.stack(covered)                                              # (models, C)
+    full = cov.all(axis=0)
+    for pattern in np.unique(cov[:, ~full], axis=1).T:                   # each set of covering models
+        cols = np.flatnonzero((cov == pattern[:, None]).all(axis=0) & ~full)
+        use = np.flatnonzero(pattern)
+        if not len(use):
+            continue  # no model scores these columns: they stay at the blend of the minima
+        wu = w[use] if w[use].sum() > 0 else np.ones(len(use))
+        wu = wu / wu.sum()
+        part = sum(wu[i] * np.asarray(matrices[m], np.float32) for i, m in enumerate(use))
+        keep = full.copy()
+        keep[cols] = True
+        fitted = impute_columns(out[:, keep], part[:, keep], full[keep])
+        out[:, cols] = fitted[:, np.flatnonzero(~full[keep])]
     return out
 
 
