@@ -31,7 +31,8 @@ Each line also gives the CPU milliseconds an image cost, summed over every proce
 machine is, so ``on 2 free cores`` = old CPU per image / (new CPU per image / 2) says what
 the loader gives when its two workers each have a core, which a shared machine may not
 allow while it measures; the workers' figure includes moving each batch to the main
-process (a fresh shared-memory buffer per batch: its page faults cost ≈0.2 ms an image at 384²).
+process (each worker refills its own shared-memory slots, :mod:`whaleflow.data.slots`; the
+training process copies each batch out of its slot).
 
 Rounds alternate old and new and the best round of each counts (as ``timeit``: other
 processes on a shared machine only ever add time), so they disturb the ratios less. Last line:

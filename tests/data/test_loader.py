@@ -171,3 +171,32 @@ def test_batches_that_arrive_out_of_order_are_put_back_in_order():
     assert [int(p) for p, _ in got] == list(range(50)) and [e for _, e in got] == [f"x{i}" for i in range(50)]
     with pytest.raises(RuntimeError, match="lost batch 1"):
         list(_in_order(iter([(0, torch.tensor([0]), None), (2, torch.tensor([2]), None)])))
+
+
+def test_batches_kept_by_the_step_are_not_overwritten_by_reused_slots(caches):
+    """Workers refill their shared-memory slots; what the step holds is its own copy, so a
+    whole epoch kept unread still equals the main process's batches, epoch after epoch."""
+    inline = BatchLoader(caches, build_augment("metric"), workers=0)
+    pool = BatchLoader(caches, build_augment("metric"), workers=2, prefetch=1)
+    try:
+        for epoch in range(3):
+            kept = list(pool.epoch(specs(n=20, epoch=epoch)))  # 20 batches through 2 × 4 slots
+            expect = collect(inline, specs(n=20, epoch=epoch))
+            assert all(torch.equal(x, xe) and torch.equal(y, ye) for (x, y), (xe, ye) in zip(kept, expect))
+        assert set(pool._held) and all(pool._flags[s] == 0 for s in range(len(pool._flags)))
+    finally:
+        pool.close()
+
+
+def test_a_worker_with_no_free_slot_builds_into_a_fresh_segment():
+    from whaleflow.data.slots import WorkerSlots
+
+    flags = bytearray(4)
+    slots = WorkerSlots(flags, 2)
+    a, b, c = slots.take(1, (2, 3)), slots.take(1, (2, 3)), slots.take(1, (2, 3))
+    assert [a[0], b[0], c[0]] == [2, 3, -1] and list(flags) == [0, 0, 1, 1]
+    flags[2] = 0
+    again = slots.take(1, (2, 3))
+    assert again[0] == 2 and again[1].data_ptr() == a[1].data_ptr()  # the same buffer, refilled
+    flags[2] = 0
+    assert slots.take(1, (4, 3))[1].shape == (4, 3)                   # a new size: a new buffer

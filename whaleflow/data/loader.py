@@ -15,6 +15,11 @@ not depend on the number of workers and a resumed run replays exactly. The seed 
 per batch, not per image, because restarting albumentations' random stream costs
 0.2–0.6 ms, a quarter of the siamese set's work on a 384² image.
 
+Each worker builds its batches into shared-memory slots it reuses, and the training
+process copies each batch out before the step sees it (:mod:`whaleflow.data.slots`);
+a thread of the training process takes the batches off the workers ahead of the step
+(:mod:`whaleflow.data.receiver`).
+
 The workers start from a fork server (see :func:`_context`), so what they read is
 pickled to them, and the cache is not: each :class:`~whaleflow.data.dataset.CachedImages`
 travels as its file name and maps the file on first use in the worker.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import multiprocessing
 import os
 import select
 import threading
@@ -37,6 +43,7 @@ from ..config import size_hw
 from ..errors import WhaleflowError
 from .dataset import CachedImages, cache_for_size
 from .receiver import received
+from .slots import WorkerSlots, released
 
 
 @dataclass(frozen=True)
@@ -72,29 +79,36 @@ class BatchReader(torch.utils.data.Dataset):
     """``reader[spec]`` → (uint8 tensor (B, C, H, W), spec.extra as a tensor); runs in the workers.
     A map-style dataset indexed by specs, so it has no length."""
 
-    def __init__(self, caches: dict[tuple[int, int], np.ndarray], augment: Callable | None):
+    def __init__(self, caches: dict[tuple[int, int], np.ndarray], augment: Callable | None,
+                 slots: WorkerSlots | None = None):
         self.caches = {size_hw(k): CachedImages(v, augment=augment).detached() for k, v in caches.items()}
+        self.slots = slots or WorkerSlots(None, 0)
 
-    def __getitem__(self, spec: BatchSpec):
+    def build(self, spec: BatchSpec) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(pixels, extra, slot): built in place in a worker's shared-memory slot (−1: none)."""
         source = self.caches[cache_for_size(self.caches, spec.size)]
         shape = (len(spec.rows), source.channels, *size_hw(spec.size))
-        if torch.utils.data.get_worker_info() is None:
-            pixels = torch.from_numpy(source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed))
-        else:  # built straight into shared memory, as torch's own collate does: no copy to send it
-            proto = torch.empty(0, dtype=torch.uint8)
-            pixels = proto.new(proto._typed_storage()._new_shared(int(np.prod(shape)), device="cpu")).view(shape)
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            pixels, slot = torch.from_numpy(source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed)), -1
+        else:  # straight into shared memory, as torch's own collate does: no copy to send it
+            slot, pixels = self.slots.take(info.id, shape)
             source.batch_uint8(spec.rows, spec.flips, spec.size, seed=spec.seed, out=pixels.numpy())
         # the step's labels travel as tensors too: pinned with the pixels, copied without a sync
-        return pixels, torch.as_tensor(np.asarray(spec.extra))
+        return pixels, torch.as_tensor(np.asarray(spec.extra)), slot
+
+    def __getitem__(self, spec: BatchSpec):
+        return self.build(spec)[:2]
 
 
 class _Numbered(BatchReader):
-    """``reader[(i, spec)]`` → (i, pixels, extra): batches come back in any order and are
-    put back in order by number (:func:`_in_order`)."""
+    """``reader[(i, spec)]`` → (i, pixels, extra, slot): batches come back in any order and
+    are put back in order by number (:func:`_in_order`) once out of their slot
+    (:func:`~whaleflow.data.slots.released`)."""
 
     def __getitem__(self, item: tuple[int, BatchSpec]):
         i, spec = item
-        return (i, *super().__getitem__(spec))
+        return (i, *self.build(spec))
 
 
 def _in_order(numbered: Iterator[tuple[int, torch.Tensor, Any]]) -> Iterator[tuple[torch.Tensor, Any]]:
@@ -176,8 +190,6 @@ def _context():
     heavy modules once. A plain fork copies this process's thread pools mid-state (OpenCV's
     pool deadlocks the child; so can gRPC threads in a Ray worker); spawn would import torch
     again for every worker of every fit."""
-    import multiprocessing
-
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None  # not POSIX: the platform default (spawn)
     ctx = multiprocessing.get_context("forkserver")
@@ -228,8 +240,15 @@ class BatchLoader:
         self._receive = self.workers > 0 and not pin_memory
         self._receiver: tuple[threading.Thread, threading.Event] | None = None
         self._feed = _Feed()
+        ctx = _context() if self.workers > 0 else None
+        # per worker: what it keeps ready, the one it builds, two the trainer is copying out
+        per_worker = prefetch + 3
+        self._flags = ((ctx or multiprocessing).RawArray("B", self.workers * per_worker)
+                       if self.workers > 0 else None)
+        self._pinned = pin_memory
+        self._held: dict[int, torch.Tensor] = {}
         self._loader = torch.utils.data.DataLoader(
-            _Numbered(caches, augment), batch_size=None, sampler=self._feed, collate_fn=_as_is,
+            _Numbered(caches, augment, WorkerSlots(self._flags, per_worker)), batch_size=None, sampler=self._feed, collate_fn=_as_is,
             # a batch goes to whichever worker has room and order is restored here: in torch's
             # strict round robin one slowed worker (a core shared with another job) paces all
             in_order=False,
@@ -239,7 +258,7 @@ class BatchLoader:
             num_workers=self.workers, pin_memory=pin_memory, persistent_workers=self.workers > 0,
             prefetch_factor=prefetch if self.workers > 0 else None,
             worker_init_fn=functools.partial(_init_worker, owner=os.getpid()) if self.workers > 0 else None,
-            multiprocessing_context=_context() if self.workers > 0 else None)
+            multiprocessing_context=ctx)
 
     def epoch(self, specs: Iterable[BatchSpec]) -> Iterator[tuple[torch.Tensor, Any]]:
         """(uint8 images, extra) for each spec, in order; specs are drawn as workers free up."""
@@ -247,7 +266,8 @@ class BatchLoader:
             raise RuntimeError("this BatchLoader was closed")
         self._join_receiver()  # an epoch left early: its thread must let go of the iterator first
         self._feed.specs = specs
-        batches = _in_order(_explained(iter(self._loader), self.workers))
+        batches = _in_order(released(_explained(iter(self._loader), self.workers), self._flags,
+                                     copy=not self._pinned, held=self._held))
         if not self._receive:
             return batches
         stop = threading.Event()
@@ -266,6 +286,7 @@ class BatchLoader:
     def close(self) -> None:
         """Stop the persistent workers now rather than whenever the loader is collected."""
         self._join_receiver(timeout=30.0)
+        self._held.clear()
         it = getattr(self._loader, "_iterator", None)
         if it is not None and hasattr(it, "_shutdown_workers"):
             it._shutdown_workers()
