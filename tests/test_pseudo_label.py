@@ -120,6 +120,29 @@ def test_precision_floor_is_the_lowest_cut_with_enough_precision_brute_force():
         assert precision_floor(v, 0.8) == want
 
 
+def test_weighted_precision_floor_brute_force_and_unit_weights_change_nothing():
+    """With the gallery-mix weights of val_predictions.csv the precision is weighted (the
+    count of queries above the cut still needs MIN_CALIBRATION rows)."""
+    from whaleflow.pseudo_label import MIN_CALIBRATION, precision_floor
+
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        n = int(rng.integers(5, 60))
+        scores = np.round(rng.normal(size=n), 1)
+        right = rng.random(n) < 1 / (1 + np.exp(-2 * scores))
+        new = list(rng.random(n) < 0.2)
+        v = _val(scores, right, new)
+        assert precision_floor(v.assign(weight=1.0), 0.8) == precision_floor(v, 0.8)
+        w = rng.uniform(0.1, 3.0, n)
+        want = np.inf
+        ok = right & ~np.array(new)
+        for s in np.unique(scores):
+            above = scores >= s
+            if above.sum() >= MIN_CALIBRATION and (w[above] * ok[above]).sum() / w[above].sum() >= 0.8 - 1e-12:
+                want = min(want, s)
+        assert precision_floor(v.assign(weight=w), 0.8) == want
+
+
 def test_pick_with_validation_keeps_only_what_validation_trusts():
     v = _val(np.linspace(4.0, 0.0, 20), [True] * 10 + [False] * 10)  # right above 2.0, wrong below
     cfg = PseudoLabelConfig(rounds=1, min_score=1.0, max_share=1.0, min_precision=0.9)

@@ -213,6 +213,9 @@ def run_ensemble(
     write_csv(ens_dir / "val_predictions.csv", pd.DataFrame({
         "image": val_images, "truth": truth, "top5": [" ".join(p) for p in val_pred], "hit_position": hit,
         "top1_score": blended_val.max(axis=1),
+        # each query's weight to the expected test mix (1 for all with test_mix: validation):
+        # the pseudo-label precision floor is calibrated with it
+        "weight": row_w if row_w is not None else np.ones(len(val_images)),
     }))
     ranked = RankedTopK.from_scores(blended_val, truth_idx)
     lo, hi = float(ranked.values.min()), float(ranked.values.max())
