@@ -15,6 +15,11 @@ whether the slot is in flight:
   arrives without mapping the segment again (torch finds it in its cache of shared
   storages). With pinned memory torch's pin thread has copied the batch already, and the
   flag is cleared on arrival.
+
+An epoch left early (an error in the step) leaves the slots of its undelivered batches
+taken: torch drops those batches when the next epoch starts, and clearing their flags
+then could free a slot a worker is already refilling for the new epoch. Each lost slot
+only means that worker builds into fresh segments more often, as before the slots.
 """
 from __future__ import annotations
 

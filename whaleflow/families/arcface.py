@@ -171,8 +171,9 @@ class ArcFaceTask(FamilyTask):
             offset = len(self.classes) if (flip and self.flips) else 0
             blended = knn.copy()
             blended[:, known] = (1 - w) * head[:, col[known] + offset] + w * knn[:, known]
-            # individuals the head never saw: their k-NN cosine on the head + k-NN scale
-            total += impute_columns(blended, knn, known)
+            # individuals the head never saw: their k-NN cosine on the head + k-NN scale (only
+            # identify's enrolled ones; training's galleries hold trained individuals: no copy)
+            total += blended if known.all() else impute_columns(blended, knn, known)
         return total / len(self.views)
 
     # ------------------------------------------------------------------ state
