@@ -22,8 +22,8 @@ from . import figures as F
 from .artifacts import RunArtifacts, load_run
 from .gallery import ImageSource, gallery_figure, gallery_html, representatives, select_queries
 from .html import esc, page
-from .sections import (curves_section, data_section, ensemble_section, failures_section, headline_cards,
-                       models_section, run_section)
+from .data_sections import data_section, run_section
+from .sections import curves_section, ensemble_section, failures_section, headline_cards, models_section
 
 REPORT_DIR = "report"
 
