@@ -23,7 +23,8 @@ arms side by side with ``--arms mining`` / ``--arms random`` under ``taskset -c 
     python benchmarks/mining_ablation.py --out runs/abl400 --individuals 400 --data-seed 11 --seeds 1 2
 
 gave mining − random test MAP@5 +0.032 (seed 1) and +0.034 (seed 2) with ``random_share: 0.5``
-(+0.027 / +0.028 with 0.2; ``memory: 2``: +0.018 / +0.064 with 0.2, +0.024 / +0.058 with 0.5). A variant of both arms::
+(+0.027 / +0.028 with 0.2). Also tried and dropped: keeping the previous round's negatives
+in the pool, +0.018 / +0.064 with 0.2 and +0.024 / +0.058 with 0.5 (not better on every seed). A variant of both arms::
 
     python benchmarks/mining_ablation.py --seeds 1 --set mining.random_share=0.3 mining.every=1
 """

@@ -52,12 +52,9 @@ class MiningConfig:
     assignments; a round that would fall on the first epoch of a new image-size stage
     moves to the next epoch (the new size and the new pairs do not arrive together).
     In every mined epoch ``random_share`` of each batch's positives and negatives are
-    still random pairs; ``memory: N`` keeps the negatives of the last N rounds in the
-    pool the mined negatives are drawn from (a model mined afresh every epoch pushes one
-    round's negatives apart while the previous ones drift back: validation see-sawed).
-    Measured (``benchmarks/mining_ablation.py``, 400 individuals): ``memory: 2`` raised the
-    mean gain over random pairs but not on every seed, so it stays off by default.
-    ``solver: none`` never mines: random pairs only (the control
+    still random pairs (0.5 by default: mined afresh every epoch, a model pushes one
+    round's negatives apart while the previous ones drift back, and validation see-sawed
+    at 0.2; ``benchmarks/mining_ablation.py``). ``solver: none`` never mines: random pairs only (the control
     of ``benchmarks/mining_ablation.py``).
 
     Noise: Gaussian noise added to the score matrix before solving, in its units —
@@ -82,7 +79,6 @@ class MiningConfig:
     every: int = 2                    # a mining round every K epochs
     start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
     random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
-    memory: int = 1                   # mined negatives of the last N rounds stay in the pool batches draw from
     hard_positives: bool = True       # positives by the least-similar assignment inside each individual
     mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
     k: int = 50                       # candidates per image for the sparse solver
@@ -92,10 +88,6 @@ class MiningConfig:
     noise_floor: float = 0.5          # the std never goes below this (logits, > 0)
     noise_shape: str = "linear"       # linear | cosine
     block_size: int = 1024
-
-    def __post_init__(self):
-        if int(self.memory) < 1:
-            raise ConfigError(f"mining.memory must be ≥ 1 (rounds whose negatives stay in use), got {self.memory}.")
 
 
 @dataclass(frozen=True)

@@ -102,33 +102,6 @@ def test_pairs_from_mined():
     assert len(s) == -(-4 * n // 8)
 
 
-def _negatives_drawn(s, epochs=6):
-    return {(int(a), int(b)) for _ in range(epochs) for bt in s for a, b, t in zip(bt.a, bt.b, bt.target) if t == 0}
-
-
-def test_mining_memory_keeps_earlier_rounds_negatives():
-    n = len(LABELS)
-    pos_a, pos_b = np.array([5]), np.array([6])
-    rounds = [(np.array([2]), np.array([5])), (np.array([10]), np.array([12])), (np.array([0]), np.array([9]))]
-    s, plain = PairSampler(LABELS, batch_size=8, seed=0, memory=2), PairSampler(LABELS, batch_size=8, seed=0)
-    for a, b in rounds[:2]:
-        s.set_mined(a, b, pos_a, pos_b)
-        plain.set_mined(a, b, pos_a, pos_b)
-    assert len(s) == len(plain) == 1  # the epoch's length follows the latest round only
-    assert _negatives_drawn(plain) == {(10, 12)}
-    assert _negatives_drawn(s) == {(10, 12), (2, 5)}
-    s.set_mined(*rounds[2], pos_a, pos_b)  # memory 2: the first round falls out
-    assert _negatives_drawn(s) == {(0, 9), (10, 12)}
-    resumed = PairSampler(LABELS, batch_size=8, seed=0, memory=2)
-    resumed.load_state_dict(s.state_dict())
-    assert [b.a.tolist() for b in resumed.epoch(3)] == [b.a.tolist() for b in s.epoch(3)]
-    assert _negatives_drawn(resumed) == {(0, 9), (10, 12)}
-    s.clear_mined()
-    assert s.history == [] and len(s) == -(-4 * n // 8)
-    with pytest.raises(DataError, match="memory"):
-        PairSampler(LABELS, batch_size=8, memory=0)
-
-
 def test_bad_inputs_and_registry():
     assert SAMPLERS.get("pk") is PKSampler and SAMPLERS.get("pairs") is PairSampler
     with pytest.raises(DataError, match="new_whale"):

@@ -139,30 +139,17 @@ class PairBatch(NamedTuple):
 
 @SAMPLERS.register("pairs")
 class PairSampler(_Base):
-    """Balanced pair batches: half same, half different; mined pairs when given, else random.
-
-    ``memory`` > 1 keeps the mined negatives of the last ``memory`` rounds in the pool the
-    batches draw from (positives and the epoch's length follow the latest round only).
-    Mined afresh every epoch, a model pushes this round's negatives apart, the next round
-    finds others, and the first ones drift back: validation see-sawed from round to round.
-    Keeping the recent rounds' negatives in play holds them apart while new ones arrive
-    (Piotte's kernel trained several epochs per score matrix, each on a different
-    assignment, for the same reason).
-    """
+    """Balanced pair batches: half same, half different; mined pairs when given, else random."""
 
     def __init__(self, labels, batch_size: int, flip_new_class: bool = True, seed: int = 0, rows=None,
-                 neg_codes=None, random_share: float = 0.0, memory: int = 1):
+                 neg_codes=None, random_share: float = 0.0):
         super().__init__(labels, flip_new_class, seed, rows)
         if batch_size < 2 or batch_size % 2:
             raise DataError(f"pair batches need an even batch size ≥ 2, got {batch_size}.")
         if not 0.0 <= random_share < 1.0:
             raise DataError(f"random_share must lie in [0, 1), got {random_share}.")
-        if int(memory) < 1:
-            raise DataError(f"mining memory must be ≥ 1 round, got {memory}.")
         self.batch_size = int(batch_size)
         self.random_share = float(random_share)
-        self.memory = int(memory)
-        self.history: list[tuple[np.ndarray, ...]] = []  # earlier rounds' negatives (na, nb, fa, fb), newest first
         codes = self.codes if neg_codes is None else np.unique(np.asarray(neg_codes), return_inverse=True)[1]
         if len(codes) != self.n:
             raise DataError(f"neg_codes ({len(codes)}) and labels ({self.n}) differ in length.")
@@ -189,18 +176,10 @@ class PairSampler(_Base):
             raise ValueError("a mined negative pair shows the same virtual individual (or near-duplicates)")
         if (self.virtual_label(pa, ga) != self.virtual_label(pb, gb)).any():
             raise ValueError("a mined positive pair shows two different virtual individuals")
-        if self.mined is not None and self.memory > 1 and len(self.mined[0]):
-            self.history = [self.mined[:4], *self.history][: self.memory - 1]
         self.mined = (na, nb, fa, fb, pa, pb, ga, gb)
 
     def clear_mined(self) -> None:
         self.mined = None
-        self.history = []
-
-    def negatives(self) -> tuple[np.ndarray, ...]:
-        """The pool mined negatives are drawn from: this round's and the remembered ones."""
-        rounds = [self.mined[:4], *self.history]
-        return tuple(np.concatenate(parts) for parts in zip(*rounds))
 
     def state_dict(self) -> dict:
         state = super().state_dict()
@@ -208,19 +187,14 @@ class PairSampler(_Base):
             na, nb, fa, fb, pa, pb, ga, gb = self.mined
             state["mined"] = [self._virtual(na, fa), self._virtual(nb, fb),
                               self._virtual(pa, ga), self._virtual(pb, gb)]
-            state["history"] = [[self._virtual(a, f), self._virtual(b, g)] for a, b, f, g in self.history]
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.clear_mined()
         if state.get("mined") is not None:
             self.set_mined(*state["mined"])
-            history = []
-            for va, vb in state.get("history", []):
-                (a, f), (b, g) = self.split_virtual(va), self.split_virtual(vb)
-                history.append((a, b, f, g))
-            self.history = history[: self.memory - 1]
+        else:
+            self.mined = None
 
     def _virtual(self, pos: np.ndarray, flip: np.ndarray) -> np.ndarray:
         return pos + np.where(flip, self.n, 0)
@@ -255,8 +229,7 @@ class PairSampler(_Base):
         rng = self._rng()
         h = self.batch_size // 2
         if self.mined is not None:
-            _, _, _, _, pa, pb, ga, gb = self.mined
-            na, nb, fa, fb = self.negatives()
+            na, nb, fa, fb, pa, pb, ga, gb = self.mined
             neg, pos = _Cycle(len(na), rng), _Cycle(len(pa), rng)
         r = int(round(h * self.random_share)) if self.mined is not None else h  # random pairs per kind
         for _ in range(len(self)):

@@ -58,7 +58,6 @@ class SiameseTask(FamilyTask):
         self.sampler = PairSampler(
             self.train_labels, batch_size=cfg.batch_size, flip_new_class=cfg.flip_new_class, seed=train_cfg.seed,
             neg_codes=self.neg_codes, random_share=cfg.mining.random_share,
-            memory=cfg.mining.memory,
         )
         enabled = mining_enabled(cfg.mining)
         self.mining = None
@@ -224,7 +223,7 @@ class SiameseTask(FamilyTask):
         self.sampler.load_state_dict(state["sampler"])
         self.mined_epoch = state["mined_epoch"]
         self.mined = state.get("mined")
-        if self.mined is not None and state["sampler"].get("mined") is None:  # older checkpoints
+        if self.mined is not None:
             self.sampler.set_mined(*self.mined)
 
     def model_state(self):
