@@ -18,7 +18,7 @@ class StageConfig:
     """One progressive-resizing stage. ``size`` is a square side or ``[height, width]``
     (flukes are about 1:2; HWI's 2nd place trained at 256×512)."""
 
-    size: Union[int, list[int]] = 64
+    size: Union[int, list[int], str] = 64  # or "auto" / "auto:N": resolved from the photos (whaleflow.auto_size)
     epochs: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -26,7 +26,12 @@ class StageConfig:
     eval_every: int | None = None     # validate every this many epochs of the stage (None: train.eval_every)
 
     def __post_init__(self):
-        size_hw(self.size)
+        if isinstance(self.size, str):
+            from .auto_size import auto_side
+
+            auto_side(self.size)  # "auto" or "auto:N", else a clear error
+        else:
+            size_hw(self.size)
         if self.eval_every is not None and int(self.eval_every) < 1:
             raise ConfigError(f"stage eval_every must be >= 1, got {self.eval_every}. Fix: set it to a positive integer or leave it out.")
 

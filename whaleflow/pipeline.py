@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .auto_size import resolve_auto_sizes
 from .config import Config, ConfigError, dump_config
 from .io import write_json
 from .labels import NEW_WHALE
@@ -63,7 +64,7 @@ def start_run(cfg: Config, *, progress: bool = True) -> Config:
                           "cluster), or turn both off.")
     store.check()
     store.local.mkdir(parents=True, exist_ok=True)
-    cfg = resolve_data(cfg, progress=progress)
+    cfg = resolve_auto_sizes(resolve_data(cfg, progress=progress))
     dump_config(cfg, store.local / "config.yaml")
     store.push("config.yaml")
     return cfg
