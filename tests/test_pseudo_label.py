@@ -87,6 +87,11 @@ def test_one_local_round_trains_on_confident_test_photos_and_reports_its_gain(ti
     rounds = summary["ensemble"]["pseudo_rounds"]
     assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["pseudo_labels"] == len(labels)
     assert rounds[1]["val_gain"] == pytest.approx(rounds[1]["val_map5"] - rounds[0]["val_map5"])
+    assert "val_gain_clean" in rounds[1] and rounds[1]["val_sources_left_out"] >= 0
+    index = pd.read_csv(tmp_path / "prepared" / "index.csv", dtype=str, keep_default_na=False)
+    val_groups = set(index["group"][index["role"] == "val"])
+    group = dict(zip(index["image"], index["group"]))
+    assert not {group[im] for im in labels["image"]} & val_groups, "a validation photo's twin became a label"
     assert (tmp_path / "submission.csv").read_text() == (rdir / "submission.csv").read_text()
     assert "test_map5" in rounds[0] and "test_map5" in rounds[1]
     assert json.loads((tmp_path / "summary.json").read_text())["ensemble"]["pseudo_rounds"][1]["round"] == 1

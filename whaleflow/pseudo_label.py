@@ -19,7 +19,12 @@ their most confident test predictions as extra labelled photos. Round ``r`` (1 �
    named ``pseudo/<image>``, so the test query itself stays a query);
 3. blends them (the round folder is a run folder of its own: ``ensemble/``,
    ``submission.csv``) and records the round's validation MAP@5 and its gain over
-   the round before — on the same validation queries, which never become labels.
+   the round before — on the same validation queries, which never become labels —
+   and the gain on the validation photos no candidate came from (``val_gain_clean``).
+
+A candidate whose near-duplicate or best round-0 match is a validation photo never
+becomes a label (:mod:`whaleflow.pseudo_sources`); the dropped ones are listed in the
+round's ``pseudo_labels_dropped.csv``.
 
 The last round's submission becomes the run's. A round folder whose labels changed
 (an earlier round trained differently) is moved aside before it is reused.
@@ -35,6 +40,7 @@ import pandas as pd
 from .config import PseudoLabelConfig
 from .io import write_csv
 from .labels import NEW_WHALE
+from .pseudo_sources import clean_gain, drop_validation_sources
 
 __all__ = ["PSEUDO_PREFIX", "pick_pseudo_labels", "precision_floor", "round_dir", "start_round", "with_pseudo_labels", "round_record"]
 
@@ -168,6 +174,10 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
         vpath = prev / "ensemble" / "val_predictions.csv"
         vpred = pd.read_csv(vpath, dtype={"truth": str, "top5": str}, keep_default_na=False) if vpath.is_file() else None
         labels = pick_pseudo_labels(top, cfg.pseudo_label, vpred)
+        labels, dropped, sources = drop_validation_sources(run_dir, labels)
+        if progress and not cfg.output.quiet and len(dropped):
+            print(f"pseudo-labelling round {r}: {len(dropped)} confident test photos left out: their near-duplicate "
+                  "or best match is a validation photo (they would carry its label into training)")
         if labels.empty:  # retraining on the same data would only repeat the round before
             if progress and not cfg.output.quiet:
                 print(f"pseudo-labelling round {r}: no test prediction is confident enough "
@@ -178,8 +188,16 @@ def run_rounds(cfg, ensemble: dict, train_round, *, progress: bool = True) -> di
         rdir = start_round(run_dir, r, labels)
         if progress and not cfg.output.quiet:
             print(f"pseudo-labelling round {r}: {len(labels)} of {len(top)} test images join training")
+        if len(dropped):
+            write_csv(rdir / "pseudo_labels_dropped.csv", dropped)
         summary = train_round(cfg.replace(output=dataclasses.replace(cfg.output, dir=str(rdir))), rdir)
-        records.append(round_record(r, len(labels), summary, records[-1]))
+        rec = round_record(r, len(labels), summary, records[-1])
+        after = rdir / "ensemble" / "val_predictions.csv"
+        if vpred is not None and after.is_file():
+            rec["val_gain_clean"] = clean_gain(vpred, pd.read_csv(after, dtype={"truth": str, "top5": str},
+                                                                  keep_default_na=False), sources)
+            rec["val_sources_left_out"] = len(sources)
+        records.append(rec)
         prev = rdir
     if prev != run_dir:
         keep = run_dir / "pseudo" / "round_0_submission.csv"
