@@ -65,3 +65,16 @@ def test_ap_at_is_the_per_row_term_of_map_at():
     ranked = RankedTopK.from_scores(scores, truth)
     for t in (-1.0, 0.0, 0.8):
         assert ranked.ap_at(t).mean() == pytest.approx(ranked.map_at(t))
+
+
+def test_galleries_larger_than_any_validation_query_widen_only_the_high_end():
+    # every individual has three photos: validation queries search two, test queries three
+    sizes = np.r_[np.full(30, 2), np.zeros(10)].astype(int)
+    ap = np.r_[np.full(30, 0.8), np.full(10, 0.5)]
+    folds = np.tile([0, 1], 20)
+    out = estimate_range(ap, folds, sizes, np.full(30, 3), min_queries=5)
+    m = out["mixes"]["proportional"]
+    assert m["map5"] == pytest.approx((30 * 0.8 + 10 * 0.5) / 40)   # the point estimate credits nothing
+    # one doubling (bin "2" → "3-4") halves the 0.2 miss rate of the known 75 % of the weight
+    assert m["beyond"] == pytest.approx(0.75 * 0.2 * 0.5)
+    assert out["low"] == pytest.approx(m["map5"]) and out["high"] == pytest.approx(m["map5"] + m["beyond"])

@@ -160,9 +160,17 @@ def write_fake_run(run: Path, *, seed: int = 0, answers: bool = True) -> Path:
     summary = {
         "run_dir": str(run), "data_root": str(data_dir), "data": data_summary,
         "models": {n: {"family": models.get(n, ("classifier",))[0], "val_map5": v, "trial_val_map5": v,
-                       "weight": weights[n]} for n, v in (("metric_r50", 0.61), ("siamese_r18", 0.52),
+                       "weight": weights[n], "val_map5_by_bin": {"1": {"map5": v - 0.2, "n": 12}}}
+                   for n, v in (("metric_r50", 0.61), ("siamese_r18", 0.52),
                                                           ("classifier", 0.55))},
-        "ensemble": {"val_map5": 0.66, "threshold": 1.2, "weights": weights, "notes": ["a note from the ensemble"]},
+        "ensemble": {"val_map5": 0.66, "threshold": 1.2, "weights": weights, "notes": ["a note from the ensemble"],
+                     "estimate": {"low": 0.58, "high": 0.71, "bins": {"1": {"map5": 0.41, "n": 12},
+                                                                     "new": {"map5": 0.7, "n": 9}},
+                                  "mixes": {"proportional": {"map5": 0.64, "se": 0.02, "beyond": 0.0,
+                                                             "new_share": 0.3, "shares": {"1": 0.2, "5-8": 0.8}},
+                                            "per_individual": {"map5": 0.6, "se": 0.02, "beyond": 0.0,
+                                                               "new_share": 0.3, "shares": {"1": 0.6, "5-8": 0.4}}}},
+                     "expected_test_map5_low": 0.58, "expected_test_map5_high": 0.71},
         "val_map5": 0.66, "timings": {"prepare_s": 1.5, "train_metric_r50_s": 12.5, "ensemble_s": 2.0, "total_s": 30},
     }
     if answers:

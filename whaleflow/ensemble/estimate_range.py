@@ -15,7 +15,9 @@ too high while every per-bin figure matched test. So the estimate is given for t
 
 Each mix reweights the same held-out validation APs (every query's AP when its outer fold
 was held out, :mod:`.outer`); its standard error comes from the spread over outer folds.
-``low``/``high`` are the lowest estimate minus its error and the highest plus its error.
+``low``/``high`` are the lowest estimate minus its error and the highest plus its error,
+the high end also crediting test galleries larger than any validation query's
+(:func:`_beyond`).
 """
 from __future__ import annotations
 
@@ -61,6 +63,24 @@ def _new_weights(weights: np.ndarray, known: np.ndarray, new_share: float | None
     return w
 
 
+def _beyond(ap: np.ndarray, w: np.ndarray, sizes: np.ndarray, shares: np.ndarray) -> float:
+    """What the high end adds for test queries whose galleries are larger than any
+    validation query's: a validation query's own photo is out of its gallery, so when every
+    individual has few photos no validation query ever sees the test's gallery size (three
+    photos each: validation searches two, test three). The point estimate gives those queries
+    the largest observed bin's AP (no gain from more photos); the high end lets each doubling
+    of the gallery halve that bin's miss rate (independent photos would square it)."""
+    known = sizes > 0
+    if not known.any():
+        return 0.0
+    top = int(gallery_bin(sizes[known]).max())
+    in_top = known & (gallery_bin(np.maximum(sizes, 1)) == top)
+    miss = 1.0 - float(ap[in_top].mean())
+    up = sum(float(q) * (1.0 - 0.5 ** (b - top)) for b, q in enumerate(shares) if b > top)
+    known_share = float(w[known].sum() / max(w.sum(), 1e-12))
+    return known_share * miss * up
+
+
 def _weighted(ap: np.ndarray, w: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
     """Weighted mean AP and its standard error from the per-fold weighted means."""
     mean = float((ap * w).sum() / max(w.sum(), 1e-12))
@@ -91,13 +111,13 @@ def estimate_range(query_ap: np.ndarray, fold_ids: np.ndarray, val_sizes: np.nda
         new_share = implied_new_share if kind == "implied" else None
         w = _new_weights(w, known, new_share)
         mean, se = _weighted(ap, w, folds)
-        mixes[kind] = {"map5": mean, "se": se,
+        mixes[kind] = {"map5": mean, "se": se, "beyond": _beyond(ap, w, sizes, shares),
                        "new_share": float(w[~known].sum() / max(w.sum(), 1e-12)),
                        "shares": {_bin_text(b): float(x) for b, x in enumerate(shares) if x > 0}}
     if not mixes:
         return {}
     low = min(m["map5"] - m["se"] for m in mixes.values())
-    high = max(m["map5"] + m["se"] for m in mixes.values())
+    high = max(m["map5"] + m["beyond"] + m["se"] for m in mixes.values())
     return {"low": float(low), "high": float(high), "mixes": mixes, "bins": ap_by_bin(ap, sizes)}
 
 

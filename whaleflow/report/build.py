@@ -22,6 +22,7 @@ from . import figures as F
 from .artifacts import RunArtifacts, load_run
 from .gallery import ImageSource, gallery_figure, gallery_html, representatives, select_queries
 from .html import esc, page
+from .bins_section import bins_section
 from .data_sections import data_section, run_section
 from .sections import curves_section, ensemble_section, failures_section, headline_cards, models_section
 
@@ -92,9 +93,9 @@ def build_report(run_dir: str | Path, *, max_misses: int = 24, max_late: int = 1
         if stale.name not in written:
             stale.unlink()
 
-    sections = [models_section(art, figs), ensemble_section(art, figs), curves_section(art, figs),
+    sections = [models_section(art, figs), ensemble_section(art, figs), bins_section(art), curves_section(art, figs),
                 failures_section(art, figs, gallery, len(chosen)), data_section(art, figs), run_section(art)]
-    nav = [("models", "Models"), ("ensemble", "Ensemble"), ("curves", "Training curves"),
+    nav = [("models", "Models"), ("ensemble", "Ensemble"), ("bins", "Gallery sizes"), ("curves", "Training curves"),
            ("failures", "Where it fails"), ("data", "Data"), ("run", "Run & config")]
     built = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     meta = f"{esc(run_dir.resolve())} · built {built}"

@@ -34,8 +34,11 @@ def headline_cards(art: RunArtifacts) -> str:
     expected = art.summary.get("expected_test_map5", art.ensemble_block().get("expected_test_map5"))
     if expected is not None:
         spread = art.summary.get("expected_test_map5_std", art.ensemble_block().get("expected_test_map5_std"))
-        cards.append(card("Expected test MAP@5", f"{expected:.3f}",
-                          (f"± {spread:.3f} over outer folds; " if spread is not None else "")
+        low = art.summary.get("expected_test_map5_low", art.ensemble_block().get("expected_test_map5_low"))
+        high = art.summary.get("expected_test_map5_high", art.ensemble_block().get("expected_test_map5_high"))
+        cards.append(card("Expected test MAP@5", f"{low:.3f} – {high:.3f}" if low is not None else f"{expected:.3f}",
+                          ("over the plausible test mixes (see Gallery sizes); " if low is not None else
+                           (f"± {spread:.3f} over outer folds; " if spread is not None else ""))
                           + "measured on validation images that chose nothing", "good"))
     test, base = art.summary.get("test_map5"), art.summary.get("test_map5_frequency_baseline")
     if test is not None:
