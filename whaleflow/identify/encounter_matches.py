@@ -1,0 +1,65 @@
+"""One row per encounter: the photos' rows of ``matches.csv`` fused (see :mod:`.encounters`).
+
+Columns: ``encounter``, ``images`` and ``paths`` (the encounter's photos, ``|``-separated),
+``n_photos``, ``predictions`` (five outcomes by fused probability, ``new_whale`` where
+"new individual" ranks), ``scores`` (their fused probabilities), ``new_individual``,
+``p_correct`` (the run's isotonic step at the fused top probability), ``margin`` (the
+smallest of its photos' margins) and ``closest_1`` … ``closest_5`` (per candidate the
+gallery photo most like the encounter's photo that gives the candidate most evidence).
+An encounter of one photo keeps that photo's ranking exactly (near-duplicate rule
+included). A photo whose label the near-duplicate rule moved has no ``p_correct``;
+an encounter holding one has none either: it goes to review.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..labels import NEW_WHALE
+from .calibration import Calibration
+from .encounters import fuse, group, ranked
+
+SEP = "|"
+COLUMNS = ["encounter", "images", "n_photos", "predictions", "scores", "new_individual", "p_correct", "margin",
+           "paths", *(f"closest_{k}" for k in range(1, 6))]
+
+
+def _closest(rows: pd.DataFrame, logp: np.ndarray, col: dict, labels: list[str]) -> list[str]:
+    out = []
+    for lab in labels:
+        best, best_lp = "", -np.inf
+        for r, (_, rec) in enumerate(rows.iterrows()):
+            preds = rec["predictions"].split()
+            if lab == NEW_WHALE or lab not in preds or lab not in col:
+                continue
+            if logp[r, col[lab]] > best_lp:
+                best, best_lp = str(rec[f"closest_{preds.index(lab) + 1}"]), logp[r, col[lab]]
+        out.append(best)
+    return out + [""] * (5 - len(out))
+
+
+def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibration: Calibration) -> pd.DataFrame:
+    """Fuse the rows of ``photos`` (from :func:`~.matching.identify_photos` with log-probabilities
+    kept) by ``encounter_of`` (image → encounter)."""
+    logp_all, classes = photos.attrs["logprobs"], photos.attrs["classes"]
+    col = {str(c): i for i, c in enumerate(classes)}
+    rows = []
+    for enc, idx in group(photos["image"].tolist(), encounter_of).items():
+        sub, logp = photos.iloc[idx], logp_all[idx]
+        fused = fuse(logp)
+        if len(idx) == 1:  # one photo: its own ranking, the near-duplicate rule included
+            labels = sub["predictions"].iloc[0].split()
+        else:
+            labels, _ = ranked(fused, classes, NEW_WHALE)
+        probs = [float(np.exp(fused[col[lab] if lab in col else len(classes)])) for lab in labels]
+        p = float(calibration.p_correct_from_logprobs(fused[None])[0])
+        moved = bool(sub["p_correct"].isna().any())
+        rows.append({
+            "encounter": enc, "images": SEP.join(sub["image"]), "n_photos": len(idx),
+            "predictions": " ".join(labels), "scores": " ".join(f"{v:.4f}" for v in probs),
+            "new_individual": bool(labels and labels[0] == NEW_WHALE),
+            "p_correct": float("nan") if moved else round(p, 4),
+            "margin": float(sub["margin"].min()), "paths": SEP.join(sub["path"]),
+            **{f"closest_{k + 1}": c for k, c in enumerate(_closest(sub, logp, col, labels))},
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
