@@ -91,9 +91,14 @@ def test_calibration_round_trips_and_is_monotone_in_the_top_posterior():
     cal = Calibration.fit(s, truth, 0.5)
     again = Calibration.from_dict(cal.to_dict())
     np.testing.assert_allclose(again.p_correct(s, 0.5), cal.p_correct(s, 0.5))
-    top = np.exp(cal.logprobs(s, 0.5).max(axis=1))
+    logp = cal.logprobs(s, 0.5)
+    top, new = np.exp(logp.max(axis=1)), logp.argmax(axis=1) == 5
     p = cal.p_correct(s, 0.5)
-    assert np.all(np.diff(p[np.argsort(top)]) >= -1e-12)
+    for kind in (new, ~new):  # monotone within each kind of decision, each fitted on its own queries
+        assert kind.any() and np.all(np.diff(p[kind][np.argsort(top[kind])]) >= -1e-12)
+    right = top_right(s, truth, 0.5)
+    np.testing.assert_allclose(cal.steps_new(top[new]), fit_isotonic(top[new], right[new])(top[new]))
+    np.testing.assert_allclose(cal.steps(top[~new]), fit_isotonic(top[~new], right[~new])(top[~new]))
 
 
 def test_reliability_against_a_per_bin_loop():

@@ -35,6 +35,23 @@ def test_fusion_sums_evidence_where_a_max_of_scores_would_follow_one_photo():
     assert np.argmax(fuse(_logp([[0.2, 0.2, 0.6], [0.25, 0.15, 0.6]]))) == 2
 
 
+def test_fusion_takes_the_extra_priors_back_out():
+    """Naive Bayes: P(c | x1..xn) ∝ Π P(c | xi) / π(c)^(n-1). Two photos that each give A 0.4 and
+    new 0.5: a flat fusion says new, but new was 30 % likely before any photo and A 0.7 %."""
+    cal = Calibration(1.0, IsotonicSteps(np.zeros(1), np.ones(1), np.ones(1), np.ones(1)), new_share=0.3)
+    prior = cal.log_prior(100)
+    np.testing.assert_allclose(np.exp(prior), np.r_[np.full(100, 0.007), 0.3])
+    row = np.r_[0.4, np.full(99, 0.1 / 99), 0.5]
+    logp = np.log(np.stack([row, row]))
+    assert np.argmax(fuse(logp)) == 100
+    fused = fuse(logp, prior)
+    brute = row * row / np.exp(prior)
+    np.testing.assert_allclose(np.exp(fused), brute / brute.sum())
+    assert np.argmax(fused) == 0
+    np.testing.assert_allclose(fuse(logp[:1], prior), logp[0])  # one photo: its own posterior
+    assert Calibration.from_dict(cal.to_dict()).new_share == 0.3
+
+
 def test_ranked_outcomes_and_probabilities():
     labels, probs = ranked(np.log([0.1, 0.6, 0.3]), np.array(["a", "b"]), "new_whale", k=5)
     assert labels == ["b", "new_whale", "a"] and probs == pytest.approx([0.6, 0.3, 0.1])
@@ -127,3 +144,19 @@ def test_gap_groups_photos_by_exif_time_and_says_which_have_none(tmp_path):
     assert got["a.jpg"] == got["b.jpg"] != got["c.jpg"]
     with pytest.raises(DataError):
         encounters_by_gap(list(times), paths, 0)
+
+
+def test_encounter_fusion_ways_differ_only_in_the_prior():
+    frame, cal = _photos_frame()
+    cal.new_share = 0.3
+    groups = {"a.jpg": "e1", "b.jpg": "e1", "c.jpg": "e1", "d.jpg": "e2"}
+    flat = encounter_frame(frame, groups, cal, "flat")
+    bayes = encounter_frame(frame, groups, cal, "bayes")
+    logp = frame.attrs["logprobs"][:3]
+    for got, prior in ((flat, None), (bayes, cal.log_prior(2))):
+        labels, probs = ranked(fuse(logp, prior), np.array(["A", "B"]), "new_whale")
+        assert got["predictions"][0] == " ".join(labels)
+        assert [float(v) for v in got["scores"][0].split()] == pytest.approx(probs, abs=1e-4)
+    assert flat["predictions"][1] == bayes["predictions"][1]  # one photo: the same either way
+    with pytest.raises(DataError, match="unknown encounter fusion"):
+        encounter_frame(frame, groups, cal, "max")

@@ -91,3 +91,13 @@ def test_bad_encounter_input_is_one_line(trained_run, tmp_path, capsys):
     assert len(err) == 1 and "between 0 and 1" in err[0]
     assert main(["identify", str(run), *paths, "--encounter-gap", "-3", "--quiet"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_report_plots_the_reliability_of_p_correct(run_copy):
+    from whaleflow.report import build_report
+
+    run, _ = run_copy
+    html = build_report(run).read_text()
+    assert "How sure is sure" in html and "reliability of p_correct" not in html  # the title is in the PNG
+    assert (run / "report" / "reliability.png").is_file() and 'alt="reliability"' in html
+    assert "observed FMR" in html

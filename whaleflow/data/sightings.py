@@ -4,7 +4,10 @@ The field workflow's test set. Given a folder written by
 :func:`whaleflow.data.synthetic.generate_synthetic` (its ``synthetic.json`` says the seed,
 the individual count and the photo size), this draws ``sightings`` encounters: most of
 a known individual (one with labelled training photos), a share ``new_share`` of
-individuals the set never showed (truth ``new_whale``). Each encounter has 2 to
+individuals the set never showed (truth ``new_whale``). A known individual is drawn with a chance
+proportional to its training photos (``weighting="photos"``, as the generator draws its
+test photos and as resightings go: the often-photographed are often seen again) or
+uniformly (``"uniform"``: mostly individuals with one photo, a harder set). Each encounter has 2 to
 ``max_photos`` photos drawn by the same generator (``_individual``, ``_texture``,
 ``_photo``: the same animal, a fresh random view each; new random streams, so no photo
 repeats a training photo) and stamped with an EXIF ``DateTimeOriginal``: encounters
@@ -48,15 +51,20 @@ def with_exif_time(jpeg: bytes, when: datetime) -> bytes:
     return jpeg[:2] + app1 + jpeg[2:]
 
 
-def _known_individuals(summary: dict) -> list[tuple[int, str]]:
+def _known_individuals(summary: dict) -> tuple[list[tuple[int, str]], np.ndarray]:
     """(generator index, id) of every individual with labelled training photos, as
-    :func:`~whaleflow.data.synthetic.generate_synthetic` planned them."""
+    :func:`~whaleflow.data.synthetic.generate_synthetic` planned them, and their photo counts."""
     plan = syn._plan(np.random.default_rng([summary["seed"], 0]), summary["individuals"])
-    return sorted({(who, label) for who, split, label in plan if split == "train" and label != NEW_WHALE})
+    counts: dict[tuple[int, str], int] = {}
+    for who, split, label in plan:
+        if split == "train" and label != NEW_WHALE:
+            counts[(who, label)] = counts.get((who, label), 0) + 1
+    known = sorted(counts)
+    return known, np.array([counts[k] for k in known], float)
 
 
 def generate_sightings(data_dir: str | Path, out_dir: str | Path, *, sightings: int = 60, max_photos: int = 4,
-                       new_share: float = 0.25, burst: float = 20.0, seed: int = 0,
+                       new_share: float = 0.25, burst: float = 20.0, seed: int = 0, weighting: str = "photos",
                        start: datetime = datetime(2026, 7, 1, 8, 0, 0)) -> dict:
     """Write ``sightings`` synthetic encounters of ``data_dir``'s individuals into ``out_dir``
     (see the module docstring); returns counts."""
@@ -67,7 +75,10 @@ def generate_sightings(data_dir: str | Path, out_dir: str | Path, *, sightings: 
     summary = json.loads(marker.read_text(encoding="utf-8"))
     if summary.get("layout", "kaggle") != "kaggle":
         raise DataError("sightings are drawn for the kaggle layout only.", file=marker, fix="use a kaggle-layout set.")
-    known = _known_individuals(summary)
+    known, counts = _known_individuals(summary)
+    if weighting not in ("photos", "uniform"):
+        raise DataError(f"unknown weighting {weighting!r}.", fix="use photos or uniform.")
+    chance = counts / counts.sum() if weighting == "photos" else np.full(len(known), 1 / len(known))
     rng = np.random.default_rng([summary["seed"], ROLE, seed])
     out = Path(out_dir)
     (out / "photos").mkdir(parents=True, exist_ok=True)
@@ -77,7 +88,7 @@ def generate_sightings(data_dir: str | Path, out_dir: str | Path, *, sightings: 
         if rng.random() < new_share:
             who, truth = NEW_OFFSET + seed * sightings + s, NEW_WHALE
         else:
-            who, truth = known[int(rng.integers(len(known)))]
+            who, truth = known[int(rng.choice(len(known), p=chance))]
         ind = syn._individual(np.random.default_rng([summary["seed"], 1, who]))
         tex = syn._texture(ind, w)
         enc = f"s{s:04d}"

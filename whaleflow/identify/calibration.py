@@ -11,7 +11,9 @@ the new-individual threshold as one more outcome):
    log-probabilities are what an encounter sums (:mod:`.encounters`).
 2. **Isotonic correction.** The top outcome's posterior is only a score; whether the
    top candidate is right (the true individual, or truly new when "new" is on top)
-   is regressed on it by pool-adjacent-violators. Each pooled block's rate is the
+   is regressed on it by pool-adjacent-violators, separately for the two kinds of
+   decision (on the demo-sized held-out run, a high posterior of "new" did not mean a
+   truly new query more often, while a high posterior of an individual did). Each pooled block's rate is the
    Beta(1, 1) posterior mean ``(k + 1) / (n + 2)`` — a block of 30 right answers out
    of 30 says 0.97, not 1.0, so a small validation set cannot promise a 1 % error —
    and a second weighted PAV pass keeps the smoothed steps monotone. ``p_correct`` is
@@ -132,33 +134,59 @@ def top_right(scores: np.ndarray, truth_idx: np.ndarray, threshold: float) -> np
 
 @dataclass
 class Calibration:
-    """A run's calibration: the temperature and the isotonic steps (see the module docstring)."""
+    """A run's calibration: the temperature and the isotonic steps, one set per kind of
+    decision — a known individual on top (``steps``) or "new individual" on top
+    (``steps_new``): the same posterior means different things for the two (see the
+    module docstring)."""
 
     temperature: float
     steps: IsotonicSteps
+    steps_new: IsotonicSteps | None = None
+    new_share: float | None = None     # share of validation queries that were new (the prior of "new")
+
+    def log_prior(self, n_classes: int) -> np.ndarray | None:
+        """Log prior of each outcome (individuals equal, then new), for fusing encounters."""
+        if self.new_share is None or n_classes < 1:
+            return None
+        new = min(max(self.new_share, 1e-3), 1 - 1e-3)
+        return np.log(np.r_[np.full(n_classes, (1 - new) / n_classes), new])
 
     @classmethod
     def fit(cls, scores: np.ndarray, truth_idx: np.ndarray, threshold: float) -> "Calibration":
         temperature = fit_temperature(scores, truth_idx, threshold)
-        top = np.exp(outcome_logprobs(scores, threshold, temperature).max(axis=1))
-        return cls(temperature, fit_isotonic(top, top_right(scores, truth_idx, threshold)))
+        logp = outcome_logprobs(scores, threshold, temperature)
+        top, new = np.exp(logp.max(axis=1)), logp.argmax(axis=1) == logp.shape[1] - 1
+        right = top_right(scores, truth_idx, threshold)
+        known = fit_isotonic(top[~new], right[~new]) if (~new).any() else fit_isotonic(top, right)
+        return cls(temperature, known, fit_isotonic(top[new], right[new]) if new.any() else None,
+                   float((np.asarray(truth_idx) == -1).mean()))
 
     def logprobs(self, scores: np.ndarray, threshold: float) -> np.ndarray:
         return outcome_logprobs(scores, threshold, self.temperature)
 
     def p_correct_from_logprobs(self, logp: np.ndarray) -> np.ndarray:
         """P(top outcome right) from outcome log-probabilities (a photo's, or an encounter's fused ones)."""
-        return self.steps(np.exp(np.max(logp, axis=1)))
+        logp = np.atleast_2d(logp)
+        top = np.exp(np.max(logp, axis=1))
+        p = self.steps(top)
+        if self.steps_new is not None:
+            new = logp.argmax(axis=1) == logp.shape[1] - 1
+            p = np.where(new, self.steps_new(top), p)
+        return p
 
     def p_correct(self, scores: np.ndarray, threshold: float) -> np.ndarray:
         return self.p_correct_from_logprobs(self.logprobs(scores, threshold))
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "steps": self.steps.to_dict()}
+        return {"temperature": self.temperature, "steps": self.steps.to_dict(),
+                "steps_new": self.steps_new.to_dict() if self.steps_new is not None else None,
+                "new_share": self.new_share}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
-        return cls(float(d["temperature"]), IsotonicSteps.from_dict(d["steps"]))
+        new = d.get("steps_new")
+        return cls(float(d["temperature"]), IsotonicSteps.from_dict(d["steps"]),
+                   IsotonicSteps.from_dict(new) if new else None, d.get("new_share"))
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -17,6 +17,8 @@ def add_parsers(sub) -> None:
                    help="image,encounter CSV: the photos of one sighting are matched together")
     p.add_argument("--encounter-gap", default=None, metavar="SECONDS",
                    help="photos whose EXIF times are at most this many seconds apart form one encounter")
+    p.add_argument("--encounter-fusion", default="flat", metavar="WAY",
+                   help="flat (default: the run's threshold on the encounter's mean score) or bayes (naive Bayes)")
     p.add_argument("--auto-accept-fmr", default=None, metavar="RATE",
                    help="accept without review where the calibrated false-match rate is at most RATE (e.g. 0.01)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -38,7 +40,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     rate = check_rate(args.auto_accept_fmr) if args.auto_accept_fmr is not None else None
     gap = _seconds(args.encounter_gap) if args.encounter_gap is not None else None
     m = identify(args.run_dir, args.photos, out=args.out, boxes=args.boxes, device=args.device,
-                 progress=not args.quiet, encounters=args.encounters, encounter_gap=gap, auto_accept_fmr=rate)
+                 progress=not args.quiet, encounters=args.encounters, encounter_gap=gap, auto_accept_fmr=rate,
+                 encounter_fusion=args.encounter_fusion)
     for n in m.notes:
         print(f"note: {n}")
     new = int(m.frame["new_individual"].sum()) if len(m.frame) else 0

@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..labels import NEW_WHALE
 from .calibration import Calibration
-from .encounters import fuse, group, ranked
+from ..errors import DataError
+from .encounters import FUSIONS, fuse, group, ranked
 
 SEP = "|"
 COLUMNS = ["encounter", "images", "n_photos", "predictions", "scores", "new_individual", "p_correct", "margin",
@@ -38,15 +39,19 @@ def _closest(rows: pd.DataFrame, logp: np.ndarray, col: dict, labels: list[str])
     return out + [""] * (5 - len(out))
 
 
-def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibration: Calibration) -> pd.DataFrame:
+def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibration: Calibration,
+                    fusion: str = "flat") -> pd.DataFrame:
     """Fuse the rows of ``photos`` (from :func:`~.matching.identify_photos` with log-probabilities
-    kept) by ``encounter_of`` (image → encounter)."""
+    kept) by ``encounter_of`` (image → encounter), the ``fusion`` way of :data:`.encounters.FUSIONS`."""
+    if fusion not in FUSIONS:
+        raise DataError(f"unknown encounter fusion {fusion!r}.", fix=f"use one of {', '.join(FUSIONS)}.")
     logp_all, classes = photos.attrs["logprobs"], photos.attrs["classes"]
     col = {str(c): i for i, c in enumerate(classes)}
+    log_prior = FUSIONS[fusion](calibration, len(classes))
     rows = []
     for enc, idx in group(photos["image"].tolist(), encounter_of).items():
         sub, logp = photos.iloc[idx], logp_all[idx]
-        fused = fuse(logp)
+        fused = fuse(logp, log_prior)
         if len(idx) == 1:  # one photo: its own ranking, the near-duplicate rule included
             labels = sub["predictions"].iloc[0].split()
         else:

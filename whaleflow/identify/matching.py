@@ -127,7 +127,8 @@ def _p_of(p_right, i: int, labels: list[str], blended_row: np.ndarray, classes, 
 def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | str | Path, *,
              out: str | Path | None = None, boxes: str | Path | None = None, device: str = "auto",
              page: bool = True, progress: bool = False, encounters: str | Path | None = None,
-             encounter_gap: float | None = None, auto_accept_fmr: float | None = None) -> Matches:
+             encounter_gap: float | None = None, auto_accept_fmr: float | None = None,
+             encounter_fusion: str = "flat") -> Matches:
     """Identify ``photos`` (files or folders) with the trained run ``run_dir``.
 
     Writes ``out`` (default ``matches.csv`` in the current folder) and, with ``page``,
@@ -136,7 +137,7 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
     each photo as the run's training photos were cropped; without it whole photos are used.
     ``encounters`` (an ``image,encounter`` CSV) or ``encounter_gap`` (seconds between EXIF
     times) match the photos of one sighting together: one row per encounter in ``out``,
-    the photos' rows in ``<out>_photos.csv`` (:mod:`.encounters`). ``auto_accept_fmr``: accept
+    the photos' rows in ``<out>_photos.csv``, fused the ``encounter_fusion`` way (:mod:`.encounters`). ``auto_accept_fmr``: accept
     the rows whose calibrated false-match rate is at most this, written to
     ``<out>_auto_decisions.csv`` for ``enroll`` (:mod:`.auto_accept`).
     """
@@ -172,7 +173,7 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
     notes.extend(more)
     result = Matches(frame, prepared.skipped, prepared.pixels, notes, calibration=calibration)
     if encounter_of is not None:
-        result.encounters = encounter_frame(frame, encounter_of, calibration.calibration)
+        result.encounters = encounter_frame(frame, encounter_of, calibration.calibration, encounter_fusion)
     if rate is not None:
         units = result.units
         accepted = accepted_mask(units, rate)
