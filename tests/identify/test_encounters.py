@@ -160,3 +160,18 @@ def test_encounter_fusion_ways_differ_only_in_the_prior():
     assert flat["predictions"][1] == bayes["predictions"][1]  # one photo: the same either way
     with pytest.raises(DataError, match="unknown encounter fusion"):
         encounter_frame(frame, groups, cal, "max")
+
+
+def test_enroll_reads_an_encounters_decision_for_all_its_photos_and_refuses_a_split_one(tmp_path):
+    from whaleflow.identify import read_decisions
+
+    path = tmp_path / "dec.csv"
+    path.write_text("image,path,decision,id,encounter\na.jpg,/p/a.jpg,accept,w_1,e1\nb.jpg,/p/b.jpg,accept,w_1,e1\n"
+                    "c.jpg,/p/c.jpg,new,zz,e2\nd.jpg,/p/d.jpg,new,zz,e2\n")
+    rows, _ = read_decisions(path, known={"w_1"})
+    assert [(r["image"], r["id"], r["encounter"]) for r in rows] == [
+        ("a.jpg", "w_1", "e1"), ("b.jpg", "w_1", "e1"), ("c.jpg", "zz", "e2"), ("d.jpg", "zz", "e2")]
+    path.write_text("image,path,decision,id,encounter\na.jpg,/p/a.jpg,accept,w_1,e1\nb.jpg,/p/b.jpg,accept,w_2,e1\n")
+    with pytest.raises(DataError) as err:
+        read_decisions(path, known={"w_1", "w_2"})
+    assert "row 3" in str(err.value) and "encounter 'e1'" in str(err.value) and "\n" not in str(err.value)
