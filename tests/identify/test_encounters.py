@@ -68,6 +68,7 @@ def _photos_frame():
         "p_correct": cal.p_correct_from_logprobs(logp), "path": ["/p/a.jpg", "/p/b.jpg", "/p/c.jpg", "/p/d.jpg"],
         **{f"closest_{k}": [f"g{k}{i}" for i in range(4)] for k in range(1, 6)}})
     frame.attrs["logprobs"], frame.attrs["classes"] = logp, np.array(["A", "B"])
+    frame.attrs["closest"] = np.array([[f"gA{i}", f"gB{i}"] for i in range(4)], dtype=object)
     return frame, cal
 
 
@@ -79,8 +80,8 @@ def test_encounter_rows_fuse_their_photos_and_decisions_cover_every_photo():
     fused = fuse(frame.attrs["logprobs"][:3])
     assert enc["p_correct"][0] == pytest.approx(float(cal.p_correct_from_logprobs(fused[None])[0]), abs=1e-4)
     assert enc["predictions"][1] == "new_whale A B"  # one photo keeps its own ranking
-    # A's closest gallery photo comes from the photo with the most evidence for A (a or b, tied: a)
-    assert enc["closest_1"][0] == "g10"
+    # each candidate's closest gallery photo comes from the photo with the most evidence for it
+    assert enc["closest_1"][0] == "gA0" and enc["closest_2"][0] == "gB2" and enc["closest_3"][0] == ""
     rate = 0.01
     acc = accepted_mask(enc, rate)
     assert acc.tolist() == [(1 - enc["p_correct"][0]) <= rate, (1 - enc["p_correct"][1]) <= rate]

@@ -25,17 +25,14 @@ COLUMNS = ["encounter", "images", "n_photos", "predictions", "scores", "new_indi
            "paths", *(f"closest_{k}" for k in range(1, 6))]
 
 
-def _closest(rows: pd.DataFrame, logp: np.ndarray, col: dict, labels: list[str]) -> list[str]:
+def _closest(closest: np.ndarray | None, logp: np.ndarray, col: dict, labels: list[str]) -> list[str]:
+    """Per candidate, the gallery photo most like the encounter's photo with the most evidence for it."""
     out = []
     for lab in labels:
-        best, best_lp = "", -np.inf
-        for r, (_, rec) in enumerate(rows.iterrows()):
-            preds = rec["predictions"].split()
-            if lab == NEW_WHALE or lab not in preds or lab not in col:
-                continue
-            if logp[r, col[lab]] > best_lp:
-                best, best_lp = str(rec[f"closest_{preds.index(lab) + 1}"]), logp[r, col[lab]]
-        out.append(best)
+        if lab == NEW_WHALE or lab not in col or closest is None or not len(closest):
+            out.append("")
+            continue
+        out.append(str(closest[int(np.argmax(logp[:, col[lab]])), col[lab]]))
     return out + [""] * (5 - len(out))
 
 
@@ -48,6 +45,7 @@ def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibrat
     logp_all, classes = photos.attrs["logprobs"], photos.attrs["classes"]
     col = {str(c): i for i, c in enumerate(classes)}
     log_prior = FUSIONS[fusion](calibration, len(classes))
+    closest = photos.attrs.get("closest")
     rows = []
     for enc, idx in group(photos["image"].tolist(), encounter_of).items():
         sub, logp = photos.iloc[idx], logp_all[idx]
@@ -65,6 +63,7 @@ def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibrat
             "new_individual": bool(labels and labels[0] == NEW_WHALE),
             "p_correct": float("nan") if moved else round(p, 4),
             "margin": float(sub["margin"].min()), "paths": SEP.join(sub["path"]),
-            **{f"closest_{k + 1}": c for k, c in enumerate(_closest(sub, logp, col, labels))},
+            **{f"closest_{k + 1}": c for k, c in enumerate(_closest(
+                closest[idx] if closest is not None else None, logp, col, labels))},
         })
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -69,10 +69,11 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False, 
     """Score already prepared photos; the rows of ``matches.csv`` and notes. With a
     :class:`~whaleflow.identify.calibration.Calibration`, each row gets ``p_correct`` and,
     with ``keep_logprobs``, the frame's ``attrs["logprobs"]`` holds every photo's outcome
-    log-probabilities (individuals in ``attrs["classes"]`` order, then new) for encounters."""
+    log-probabilities (individuals in ``attrs["classes"]`` order, then new) and
+    ``attrs["closest"]`` its closest gallery photo of every individual, for encounters."""
     from ..progress import progress_bar
 
-    rows, notes, logprobs, classes = [], [], [], None
+    rows, notes, logprobs, closest_all, classes = [], [], [], [], None
     dups = near_duplicates(run, photos.paths, photos.images)
     with progress_bar(len(photos), "identifying", quiet=not progress, unit="photos") as bar:
         for start in range(0, len(photos), CHUNK):
@@ -85,6 +86,7 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False, 
             p_right = calibration.p_correct_from_logprobs(logp) if logp is not None else None
             if keep_logprobs and logp is not None:
                 logprobs.append(logp.astype(np.float32))
+                closest_all.append(scored.closest)
             for i, (im, labels) in enumerate(zip(names, scored.predictions)):
                 scores = [run.threshold if lab == NEW_WHALE else float(scored.blended[i, col[lab]]) for lab in labels]
                 closest = ["" if lab == NEW_WHALE or lab not in col else str(scored.closest[i, col[lab]])
@@ -111,6 +113,7 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False, 
     if keep_logprobs and classes is not None:
         frame.attrs["logprobs"] = np.concatenate(logprobs) if logprobs else np.zeros((0, len(classes) + 1))
         frame.attrs["classes"] = np.asarray(classes)
+        frame.attrs["closest"] = np.concatenate(closest_all) if closest_all else np.zeros((0, len(classes)), object)
     return frame, notes
 
 
