@@ -48,7 +48,7 @@ def reliability_figure(run_dir: str | Path) -> Optional[Figure]:
     ax.set_xlabel("predicted p_correct (bin mean)", fontsize=9)
     ax.set_ylabel("observed share right", fontsize=9)
     ax.set_title("reliability of p_correct", fontsize=11, loc="left")
-    ax.legend(fontsize=8, loc="upper left", frameon=False)
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
     return fig
 
 
