@@ -16,7 +16,8 @@ Written under ``RUN_DIR``: ``submission.csv`` and, in ``ensemble/``, ``weights.j
 (weights, threshold, normalisers), ``threshold_curve.csv`` (threshold, map5 of the
 final blend on validation), ``val_predictions.csv`` (per validation image: truth,
 top-5, position of the hit; for galleries), ``summary.json`` (the returned dict)
-and ``optuna.db`` (the study, continued by a rerun).
+``optuna.db`` (the study, continued by a rerun) and ``calibration.json`` (how likely each
+query's top candidate is right; :mod:`whaleflow.identify.run_calibration`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import pandas as pd
 from ..config import Config
 from ..errors import DataError
 from ..final_fit import final_test_scores
+from ..identify.run_calibration import fit_run_calibration
 from ..inference.new_prior import new_first_share, prior_threshold
 from ..inference.topk_scores import load_class_scores
 from ..io import write_csv, write_json
@@ -314,4 +316,5 @@ def run_ensemble(
         "final_fit": sorted(refit - {CLASSIFIER_NAME}),
     })
     write_json(ens_dir / "summary.json", summary)
+    fit_run_calibration(run_dir, seed=ecfg.seed)  # p_correct for identify, from this blend's validation
     return summary

@@ -1,7 +1,8 @@
 """``whaleflow enroll RUN_DIR decisions.csv``: confirmed photos join the catalogue, no retraining.
 
-``decisions.csv`` (what the review page exports, or written by hand): ``image,path,decision,id``
-with decision ``accept`` (``id`` is an individual of the catalogue, or one marked new
+``decisions.csv`` (what the review page or ``identify --auto-accept-fmr`` exports, or written by
+hand): ``image,path,decision,id`` (and optionally ``encounter``: every photo of one encounter
+must then carry the same decision and id, which ``enroll`` applies to all of them) with decision ``accept`` (``id`` is an individual of the catalogue, or one marked new
 earlier in the same file), ``new`` (``id`` names a new individual) or ``skip``. Each
 accepted or new photo is prepared as ``identify`` prepares it, embedded by every family
 of the run, and appended to ``RUN_DIR/gallery/enrolled.npz`` (see
@@ -63,9 +64,16 @@ def read_decisions(path: str | Path, known: set[str]) -> tuple[list[dict], int]:
         raise DataError("decisions file does not exist.", file=path,
                         fix="export it from matches.html, or write image,path,decision,id rows.")
     frame = read_csv_columns(path, {"image", "path", "decision", "id"})
-    rows, skips, new_here, seen = [], 0, set(), set()
+    rows, skips, new_here, seen, per_encounter = [], 0, set(), set(), {}
     for i, rec in enumerate(frame.to_dict("records"), start=2):
         decision, ident = rec["decision"].strip().lower(), rec["id"].strip()
+        enc = str(rec.get("encounter", "") or "").strip()
+        if enc:  # one sighting, one animal: every photo of an encounter takes the same decision
+            first = per_encounter.setdefault(enc, (decision, ident, i))
+            if first[:2] != (decision, ident):
+                raise DataError(f"encounter {enc!r} is {first[0]} {first[1]!r} in row {first[2]} but {decision} "
+                                f"{ident!r} here.", file=path, row=i,
+                                fix="give every photo of an encounter the same decision and id.")
         if decision not in DECISIONS:
             raise DataError(f"decision {rec['decision']!r} is not one of {', '.join(DECISIONS)}.", file=path, row=i,
                             fix="use accept, new or skip.")
@@ -88,7 +96,7 @@ def read_decisions(path: str | Path, known: set[str]) -> tuple[list[dict], int]:
         seen.add(rec["image"])
         if decision == "new":
             new_here.add(ident)
-        rows.append({"image": rec["image"], "path": rec["path"], "decision": decision, "id": ident})
+        rows.append({"image": rec["image"], "path": rec["path"], "decision": decision, "id": ident, "encounter": enc})
     return rows, skips
 
 

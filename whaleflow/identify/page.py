@@ -1,13 +1,16 @@
 """``matches.html``: a person reviews every match and exports the decisions ``enroll`` reads.
 
-Self-contained like the run report (thumbnails inline, no network, no server). Each photo
-sits beside its five candidates — for each, the gallery photo most like it — with the
-blended scores, the least certain decisions first (smallest ``margin`` in matches.csv:
-the best score's distance to the new-individual threshold or its lead over the
-runner-up, whichever is smaller). Per photo a person accepts one candidate, marks it as
-a new individual with a name, or skips it; "Export decisions" writes
-``decisions.csv`` (``image,path,decision,id``; decision = accept | new | skip) through the
-browser's download and also shows it in the page, for copying.
+Self-contained like the run report (thumbnails inline, no network, no server). Each photo —
+or, with encounters, each encounter's photos together — sits beside its five candidates
+(for each, the gallery photo most like it) with their scores, the least certain first:
+the smallest ``p_correct`` when the run is calibrated, else the smallest ``margin`` (the
+best score's distance to the new-individual threshold or its lead over the runner-up,
+whichever is smaller). Rows accepted by ``--auto-accept-fmr`` are not shown. Per card a
+person accepts one candidate, marks it as a new individual with a name, or skips it;
+"Export decisions" writes ``decisions.csv`` (``image,path,decision,id``; decision =
+accept | new | skip; one row per photo, with an ``encounter`` column when grouped, so an
+encounter's decision covers all its photos) through the browser's download and also
+shows it in the page, for copying.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ..io import write_text
 from ..labels import NEW_WHALE
 from ..report.gallery import thumbnail_uri
 from ..report.html import CSS, esc, note
+from .encounter_matches import SEP
 
 PAGE_CSS = """
 .qrow { padding:12px 0; border-bottom:1px dashed var(--line); }
@@ -53,7 +57,7 @@ SCRIPT = r"""
     document.getElementById('count').textContent = Object.keys(decisions).length;
   }
   function decide(row, decision, id) {
-    decisions[row.dataset.image] = {decision: decision, id: id || '', path: row.dataset.path};
+    decisions[row.dataset.image] = {decision: decision, id: id || ''};
     show(row);
   }
   document.addEventListener('click', function (ev) {
@@ -69,11 +73,19 @@ SCRIPT = r"""
     } else if (b.dataset.act === 'undo') { delete decisions[row.dataset.image]; show(row); }
   });
   function field(v) { v = String(v); return /[",\n\r]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+  var byEncounter = document.body.dataset.encounters === '1';
   window.whaleflowDecisionsCsv = function () {
-    var lines = ['image,path,decision,id'];
+    var lines = [byEncounter ? 'image,path,decision,id,encounter' : 'image,path,decision,id'];
     Array.prototype.forEach.call(document.querySelectorAll('.qrow'), function (row) {
       var d = decisions[row.dataset.image];
-      if (d) { lines.push([row.dataset.image, d.path, d.decision, d.id].map(field).join(',')); }
+      if (!d) { return; }
+      // an encounter's decision is every one of its photos' decision
+      var images = JSON.parse(row.dataset.images), paths = JSON.parse(row.dataset.paths);
+      images.forEach(function (im, i) {
+        var cells = [im, paths[i], d.decision, d.id];
+        if (byEncounter) { cells.push(row.dataset.image); }
+        lines.push(cells.map(field).join(','));
+      });
     });
     return lines.join('\n') + '\n';
   };
@@ -120,29 +132,52 @@ def _tile(label: str, uri: str | None, caption: str, *, cls: str = "", button: s
             f'</div><div class="cap">{caption}</div>{extra}{button}</div>')
 
 
-def _row(rec: dict, query_uri: str | None, gallery: _GalleryPixels, enrolled: set, threshold: float) -> str:
+def _row(rec: dict, query_uris: list, gallery: _GalleryPixels, enrolled: set, threshold: float) -> str:
+    """One card: a photo (or an encounter's photos) beside its five candidates."""
+    import json
+
     labels, scores = rec["predictions"].split(), [float(s) for s in rec["scores"].split()]
     closest = [rec.get(f"closest_{k}", "") for k in range(1, 6)]
-    tiles = [_tile(rec["image"], query_uri, "photo", cls="query")]
+    encounter = "encounter" in rec
+    key = rec["encounter"] if encounter else rec["image"]
+    images = rec["images"].split(SEP) if encounter else [rec["image"]]
+    paths = rec["paths"].split(SEP) if encounter else [rec["path"]]
+    tiles = [_tile(im, uri, "photo", cls="query") for im, uri in zip(images, query_uris)]
     for rank, (lab, score, near) in enumerate(zip(labels, scores, closest), start=1):
         if lab == NEW_WHALE:
-            tiles.append('<div class="tile"><div class="ph newwhale"><span>new?</span><small>best match below '
-                         f'threshold {threshold:.3f}</small></div><div class="lab">{NEW_WHALE}</div>'
-                         f'<div class="cap">#{rank}</div></div>')
+            what = f"p {score:.3f}" if encounter else f"best match below threshold {threshold:.3f}"
+            tiles.append(f'<div class="tile"><div class="ph newwhale"><span>new?</span><small>{what}</small></div>'
+                         f'<div class="lab">{NEW_WHALE}</div><div class="cap">#{rank}</div></div>')
             continue
         badge = ' <span class="badge enr">enrolled</span>' if lab in enrolled else ""
         tiles.append(_tile(lab, _uri(gallery.get(near)) if near else None,
                            f"#{rank} · {score:.3f}{badge}", cls="cand",
                            button=f'<button data-act="accept" data-id="{esc(lab)}">accept</button>'))
-    head = (f'<b>{esc(rec["image"])}</b> · margin {float(rec["margin"]):.3f}'
+    p = rec.get("p_correct")
+    sure = f" · p(top right) {float(p):.3f}" if p is not None and p == p else ""
+    head = (f'<b>{esc(key)}</b>' + (f" · {len(images)} photo(s)" if encounter else "")
+            + f' · margin {float(rec["margin"]):.3f}{sure}'
             + (" · <b>new individual?</b>" if rec["new_individual"] else "")
             + (" · near-duplicate of a gallery photo" if rec.get("near_duplicate") else ""))
     controls = ('<div class="controls"><span class="status">undecided</span>'
                 '<input class="newname" placeholder="name of a new individual">'
                 '<button data-act="new">mark new</button><button data-act="skip">skip</button>'
                 '<button data-act="undo">undo</button></div>')
-    return (f'<div class="qrow" data-image="{esc(rec["image"])}" data-path="{esc(rec["path"])}">'
+    return (f'<div class="qrow" data-image="{esc(key)}" data-images="{esc(json.dumps(images))}" '
+            f'data-paths="{esc(json.dumps(paths))}">'
             f'<div class="qhead">{head}</div><div class="gtiles">{"".join(tiles)}</div>{controls}</div>')
+
+
+def review_order(units) -> np.ndarray:
+    """Rows to review, least certain first: by p_correct when the run is calibrated (rows
+    without one first), else by margin; auto-accepted rows are left out."""
+    if not len(units):
+        return np.zeros(0, np.int64)
+    keep = ~units["auto_accepted"].to_numpy(bool) if "auto_accepted" in units else np.ones(len(units), bool)
+    p = units["p_correct"].to_numpy(float) if "p_correct" in units else np.full(len(units), np.nan)
+    key = np.where(np.isnan(p), -1.0, p) if not np.isnan(p).all() else units["margin"].to_numpy(float)
+    order = np.argsort(key, kind="stable")
+    return order[keep[order]]
 
 
 def fallback_note(run) -> str:
@@ -161,21 +196,34 @@ def fallback_note(run) -> str:
 
 def write_page(run, matches, path: str | Path) -> Path:
     """Write the review page for ``matches`` (see the module docstring)."""
-    frame = matches.frame
-    order = np.argsort(frame["margin"].to_numpy(float), kind="stable") if len(frame) else []
+    units = matches.units
+    by_encounter = matches.encounters is not None
+    row_of = {im: i for i, im in enumerate(matches.frame["image"])}
+
+    def uris(rec: dict) -> list:
+        images = rec["images"].split(SEP) if by_encounter else [rec["image"]]
+        return [_uri(matches.pixels[row_of[im]]) if matches.pixels is not None else None for im in images]
+
+    order = review_order(units)
     gallery = _GalleryPixels(run)
     enrolled = set(run.enrolled.ids.tolist())
-    rows = [_row(frame.iloc[i].to_dict(), _uri(matches.pixels[i]) if matches.pixels is not None else None,
-                 gallery, enrolled, run.threshold) for i in order]
+    recs = [units.iloc[i].to_dict() for i in order]
+    rows = [_row(rec, uris(rec), gallery, enrolled, run.threshold) for rec in recs]
     notes = [note(esc(n)) for n in matches.notes]
+    if "auto_accepted" in units:
+        notes.append(note(esc(f"{int(units['auto_accepted'].sum())} of {len(units)} "
+                              f"{'encounters' if by_encounter else 'photos'} were accepted automatically "
+                              f"({matches.decisions_csv.name if matches.decisions_csv else 'auto decisions'}); "
+                              "this page holds the rest."), info=True))
     fb = fallback_note(run)
     if fb:
         notes.append(note(esc(fb), info=True))
-    lead = (f"{len(frame)} photo(s) against {len(set(run.families[0].gallery.ids))} individuals of "
+    what = f"{len(units)} encounter(s) of {len(matches.frame)} photo(s)" if by_encounter else f"{len(units)} photo(s)"
+    lead = (f"{what} against {len(set(run.families[0].gallery.ids))} individuals of "
             f"{esc(run.run_dir)}; least certain first. Accept a candidate, mark a new individual with a name, "
             "or skip; then export the decisions for <code>whaleflow enroll RUN_DIR decisions.csv</code>.")
     body = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>whaleflow matches</title>"
-            f"<style>{CSS}{PAGE_CSS}</style></head><body><header><h1>whaleflow matches</h1>"
+            f"<style>{CSS}{PAGE_CSS}</style></head><body data-encounters=\"{int(by_encounter)}\"><header><h1>whaleflow matches</h1>"
             f"<div class=\"meta\">{lead}</div></header>"
             '<div class="toolbar"><button id="export">Export decisions (decisions.csv)</button>'
             '<span><span id="count">0</span> decided</span></div>'

@@ -23,6 +23,7 @@ from .artifacts import RunArtifacts, load_run
 from .gallery import ImageSource, gallery_figure, gallery_html, representatives, select_queries
 from .html import esc, page
 from .bins_section import bins_section
+from .calibration_section import calibration_section, reliability_figure
 from .data_sections import data_section, run_section
 from .sections import curves_section, ensemble_section, failures_section, headline_cards, models_section
 
@@ -44,6 +45,7 @@ def _draw(art: RunArtifacts, rows, source: ImageSource, reps: dict) -> dict[str,
         "threshold": lambda: F.threshold_figure(art.threshold_curve, art.ensemble_threshold()),
         "hits": lambda: F.hits_figure(art.val_predictions),
         "data": lambda: F.data_figure(art.index),
+        "reliability": lambda: reliability_figure(art.run_dir),
         "gallery": lambda: gallery_figure(select_queries(art.val_predictions, misses=10, late=0, hits=0),
                                           source, reps),
     }
@@ -93,9 +95,11 @@ def build_report(run_dir: str | Path, *, max_misses: int = 24, max_late: int = 1
         if stale.name not in written:
             stale.unlink()
 
-    sections = [models_section(art, figs), ensemble_section(art, figs), bins_section(art), curves_section(art, figs),
+    sections = [models_section(art, figs), ensemble_section(art, figs), bins_section(art),
+                calibration_section(art.run_dir, figs), curves_section(art, figs),
                 failures_section(art, figs, gallery, len(chosen)), data_section(art, figs), run_section(art)]
-    nav = [("models", "Models"), ("ensemble", "Ensemble"), ("bins", "Gallery sizes"), ("curves", "Training curves"),
+    nav = [("models", "Models"), ("ensemble", "Ensemble"), ("bins", "Gallery sizes"), ("calibration", "How sure"),
+           ("curves", "Training curves"),
            ("failures", "Where it fails"), ("data", "Data"), ("run", "Run & config")]
     built = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     meta = f"{esc(run_dir.resolve())} · built {built}"

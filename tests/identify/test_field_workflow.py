@@ -1,0 +1,103 @@
+"""The field workflow on a tiny trained run: the stored calibration, encounters, auto-accept, enroll."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ray_jobs.cli import main
+from whaleflow.identify.run_calibration import CALIBRATION, fit_run_calibration, load_calibration
+
+
+def _test_paths(run, n):
+    idx = pd.read_csv(run / "prepared" / "index.csv", dtype=str, keep_default_na=False)
+    return idx.loc[idx["split"] == "test", "path"].tolist()[:n]
+
+
+def test_the_run_stores_its_calibration_and_a_refit_gives_the_same(run_copy):
+    run, _ = run_copy
+    stored = json.loads((run / CALIBRATION).read_text())
+    assert stored["format"] == "whaleflow.calibration/1" and stored["temperature"] > 0
+    (run / CALIBRATION).unlink()
+    again = load_calibration(run)  # an older run without one: fitted from its own validation scores
+    assert (run / CALIBRATION).is_file()
+    assert again.calibration.temperature == stored["temperature"]
+    assert again.calibration.steps.values.tolist() == stored["steps"]["values"]
+    check = again.fmr_check(0.2)
+    accepted = (1 - again.oof_p) <= 0.2
+    assert check["accepted"] == accepted.sum() and check["false_matches"] == (accepted & ~again.oof_right).sum()
+    assert check["fmr_low"] <= check["observed_fmr"] <= check["fmr_high"]
+    assert sum(b["n"] for b in again.reliability()) == len(again.oof_p)
+    assert fit_run_calibration(run, folds=3).folds == 3
+
+
+def test_identify_encounters_auto_accept_and_enroll_the_decisions(run_copy, tmp_path, capsys):
+    run, data = run_copy
+    paths = _test_paths(run, 6)
+    names = [p.split("/")[-1] for p in paths]
+    enc = tmp_path / "enc.csv"
+    pd.DataFrame({"image": names, "encounter": ["e1", "e1", "e1", "e2", "e2", "e3"]}).to_csv(enc, index=False)
+    out = tmp_path / "m" / "matches.csv"
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--auto-accept-fmr", "0.9",
+                 "--boxes", str(data / "boxes.csv"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 encounter(s)" in printed and "auto-accepted" in printed and "outer folds" in printed
+    m = pd.read_csv(out, dtype={"images": str})
+    assert m["encounter"].tolist() == ["e1", "e2", "e3"] and m["n_photos"].tolist() == [3, 2, 1]
+    assert m["p_correct"].between(0, 1).all()
+    photos = pd.read_csv(tmp_path / "m" / "matches_photos.csv")
+    assert sorted(photos["image"]) == sorted(names) and photos["p_correct"].between(0, 1).all()
+    # e3 is one photo: its row is the photo's ranking
+    assert m.loc[2, "predictions"] == photos.set_index("image").loc[names[5], "predictions"]
+    dec = pd.read_csv(tmp_path / "m" / "matches_auto_decisions.csv", dtype=str, keep_default_na=False)
+    accepted = m.loc[m["auto_accepted"], "encounter"].tolist()
+    assert sorted(set(dec["encounter"])) == sorted(accepted)
+    for e, rows in dec.groupby("encounter"):
+        assert len(rows) == int(m.set_index("encounter").loc[e, "n_photos"])
+        assert rows["decision"].nunique() == 1 and rows["id"].nunique() == 1
+    page = (tmp_path / "m" / "matches.html").read_text()
+    assert 'data-encounters="1"' in page and page.count('class="qrow"') == len(m) - len(accepted)
+    if len(dec):
+        assert main(["enroll", str(run), str(tmp_path / "m" / "matches_auto_decisions.csv"),
+                     "--boxes", str(data / "boxes.csv"), "--device", "cpu", "--quiet"]) == 0
+        log = pd.read_csv(run / "gallery" / "enroll_log.csv", dtype=str)
+        assert sorted(log["image"]) == sorted(dec["image"])
+
+
+def test_photo_mode_has_p_correct_and_orders_the_page_by_it(trained_run, tmp_path):
+    from whaleflow.identify import identify
+
+    run, data = trained_run
+    m = identify(run, _test_paths(run, 5), out=tmp_path / "m.csv", boxes=data / "boxes.csv", device="cpu")
+    p = m.frame["p_correct"].to_numpy(float)
+    assert np.all((p >= 0) & (p <= 1))
+    html = (tmp_path / "m.html").read_text()
+    shown = [html.index(f'data-image="{im}"') for im in m.frame["image"]]
+    assert [m.frame["image"][i] for i in np.argsort(shown)] == [m.frame["image"][i] for i in np.argsort(p, kind="stable")]
+
+
+def test_bad_encounter_input_is_one_line(trained_run, tmp_path, capsys):
+    run, _ = trained_run
+    paths = _test_paths(run, 2)
+    enc = tmp_path / "enc.csv"
+    enc.write_text(f"image,encounter\n{paths[0].split('/')[-1]},e1\nnot_a_photo.jpg,e1\n")
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--out", str(tmp_path / "m.csv"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not_a_photo.jpg" in err[0] and "row 3" in err[0]
+    assert main(["identify", str(run), *paths, "--auto-accept-fmr", "1.5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "between 0 and 1" in err[0]
+    assert main(["identify", str(run), *paths, "--encounter-gap", "-3", "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_report_plots_the_reliability_of_p_correct(run_copy):
+    from whaleflow.report import build_report
+
+    run, _ = run_copy
+    html = build_report(run).read_text()
+    assert "How sure is sure" in html and "reliability of p_correct" not in html  # the title is in the PNG
+    assert (run / "report" / "reliability.png").is_file() and 'alt="reliability"' in html
+    assert "observed FMR" in html

@@ -1,0 +1,129 @@
+"""A run's calibration, fitted on its validation blend and stored as ``ensemble/calibration.json``.
+
+The validation blend is rebuilt exactly as the ensemble driver built it: every blended
+model's ``trials/<name>/scores_val.npz``, its validation normaliser and weight from
+``ensemble/weights.json``, the tuned threshold. So an older run, blended before
+calibrations existed, gets one from its own files (:func:`load_calibration` fits and
+stores it on first use); ``identify`` never needs ``prepared/``.
+
+The file also holds the **outer-fold check**: the validation queries are split into
+``folds`` parts; each part gets the ``p_correct`` of a calibration fitted on the
+others. Those held-out probabilities (``oof``) say, for any rate r, which share of
+photos ``--auto-accept-fmr r`` would have accepted and how many of those were wrong
+(:func:`fmr_check`, with a Wilson interval). The blend weights and threshold were
+themselves tuned on all of validation, so the check is a little optimistic; it is
+stated as measured.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..io import write_json
+from .calibration import Calibration, reliability, top_right, wilson
+
+CALIBRATION = Path("ensemble") / "calibration.json"
+FOLDS = 5
+
+
+def validation_blend(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(blended validation scores, truth as blend columns, threshold) of a blended run."""
+    from ..ensemble.blend import blend_matrices
+    from ..ensemble.normalize import ScoreNormalizer
+    from ..ensemble.score_space import build_space, truth_of
+    from ..inference.topk_scores import load_class_scores
+
+    run_dir = Path(run_dir)
+    wpath = run_dir / "ensemble" / "weights.json"
+    if not wpath.is_file():
+        raise DataError("no tuned blend to calibrate.", file=wpath, fix="blend the run first (whaleflow ensemble).")
+    blend = json.loads(wpath.read_text(encoding="utf-8"))
+    names = [str(n) for n in blend["models"]]
+    paths = [run_dir / "trials" / n / "scores_val.npz" for n in names]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError("a blended model's validation scores are missing.", file=missing[0],
+                        fix="calibrate on the run folder the blend was tuned in.")
+    vals = [load_class_scores(p) for p in paths]
+    images = np.asarray(vals[0].images).astype(str)
+    norms = [ScoreNormalizer.from_dict(blend["normalizers"][n]) for n in names]
+    space, mats = build_space(vals, norms, images)
+    truth = space.truth_indices(truth_of(vals, images))
+    blended = blend_matrices(mats, np.array([float(blend["weights"][n]) for n in names]))
+    return blended, truth, float(blend["threshold"])
+
+
+def _out_of_fold(scores: np.ndarray, truth: np.ndarray, threshold: float, folds: int, seed: int) -> np.ndarray:
+    """Each query's p_correct from a calibration fitted without its fold."""
+    part = np.random.default_rng(seed).permutation(len(scores)) % folds
+    p = np.zeros(len(scores))
+    for f in range(folds):
+        held = part == f
+        if held.all() or not held.any():
+            continue
+        cal = Calibration.fit(scores[~held], truth[~held], threshold)
+        p[held] = cal.p_correct(scores[held], threshold)
+    return p
+
+
+@dataclass
+class RunCalibration:
+    """The calibration of a run and its outer-fold check."""
+
+    calibration: Calibration
+    threshold: float
+    oof_p: np.ndarray          # held-out p_correct per validation query
+    oof_right: np.ndarray      # whether its top outcome was right
+    folds: int
+
+    def fmr_check(self, rate: float) -> dict:
+        """What ``--auto-accept-fmr rate`` did on the held-out folds: accepted share, the false
+        matches among them and their rate with a 95 % Wilson interval."""
+        accepted = (1 - self.oof_p) <= rate
+        n, wrong = int(accepted.sum()), int((accepted & ~self.oof_right).sum())
+        lo, hi = wilson(wrong, n)
+        return {"rate": rate, "queries": int(len(self.oof_p)), "accepted": n,
+                "accepted_share": n / max(len(self.oof_p), 1), "false_matches": wrong,
+                "observed_fmr": wrong / n if n else 0.0, "fmr_low": lo, "fmr_high": hi}
+
+    def reliability(self, bins: int = 10) -> list[dict]:
+        return reliability(self.oof_p, self.oof_right, bins)
+
+    def to_dict(self) -> dict:
+        return {"format": "whaleflow.calibration/1", **self.calibration.to_dict(), "threshold": self.threshold,
+                "folds": self.folds, "oof_p": self.oof_p.round(6).tolist(),
+                "oof_right": self.oof_right.astype(int).tolist(),
+                "check": [self.fmr_check(r) for r in (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunCalibration":
+        return cls(Calibration.from_dict(d), float(d["threshold"]), np.asarray(d["oof_p"], float),
+                   np.asarray(d["oof_right"], bool), int(d["folds"]))
+
+
+def fit_run_calibration(run_dir: str | Path, *, folds: int = FOLDS, seed: int = 0) -> RunCalibration:
+    """Fit the run's calibration on its validation blend, check it on outer folds, store it."""
+    scores, truth, threshold = validation_blend(run_dir)
+    keep = truth >= -1  # a truth outside a query's top-K candidates has no outcome column
+    scores, truth = scores[keep], truth[keep]
+    result = RunCalibration(Calibration.fit(scores, truth, threshold), threshold,
+                            _out_of_fold(scores, truth, threshold, folds, seed),
+                            top_right(scores, truth, threshold).astype(bool), folds)
+    write_json(Path(run_dir) / CALIBRATION, result.to_dict())
+    return result
+
+
+def load_calibration(run_dir: str | Path) -> RunCalibration:
+    """The stored calibration, fitted and stored first when the run has none yet."""
+    path = Path(run_dir) / CALIBRATION
+    if not path.is_file():
+        return fit_run_calibration(run_dir)
+    try:
+        return RunCalibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"cannot read the run's calibration ({exc}).", file=path,
+                        fix="delete it; the next identify fits it again from the run's validation scores.") from None
