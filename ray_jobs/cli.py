@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--layout", choices=["kaggle", "happywhale"], default="kaggle",
                    help="kaggle: train.csv Image,Id with new_whale; happywhale: image,species,individual_id")
+    p.add_argument("--scale", type=float, nargs=2, default=[0.55, 1.0], metavar=("LOW", "HIGH"),
+                   help="the fluke's span as a fraction of the frame width (default 0.55 1.0)")
+    p.add_argument("--shots", choices=["zipf", "heavy"], default="zipf",
+                   help="photos per individual: zipf (the demo's) or heavy (about half have one photo)")
+    p.add_argument("--test-mix", choices=["proportional", "one_per_individual"], default="proportional",
+                   help="test photos in proportion to train photos, or one per known individual")
+    p.add_argument("--occlusion", type=float, default=0.0, help="chance of splash bands across the fluke")
+    p.add_argument("--tint", type=float, default=0.0, help="strength of a colour tint over the photo (0-1)")
 
     p = sub.add_parser("prepare", help="check the data, dedup, split, crop and cache it")
     _add_config_args(p)
@@ -89,9 +97,12 @@ def _config(args, extra=()):
 
 def cmd_synth(args) -> int:
     from whaleflow.data.synthetic import generate_synthetic
+    from whaleflow.data.synthetic_style import SynthStyle
 
+    style = SynthStyle(scale=tuple(args.scale), shots=args.shots, test_mix=args.test_mix,
+                       occlusion=args.occlusion, tint=args.tint)
     summary = generate_synthetic(args.out, individuals=args.individuals, seed=args.seed, width=args.width,
-                                 height=args.height, layout=args.layout)
+                                 height=args.height, layout=args.layout, style=style)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
     return 0
 

@@ -48,3 +48,30 @@ def test_vectorised_matches_reference():
     truth = rng.integers(-1, 7, size=200)
     ref = map_at_k([list(r) for r in top], list(truth))
     assert map_at_k_indices(top, truth) == pytest.approx(ref)
+
+
+def test_map_at_k_by_bin_matches_a_per_query_loop():
+    from whaleflow.metrics import gallery_bin_label, map_at_k_by_bin
+
+    rng = np.random.default_rng(0)
+    labels = [f"w{i}" for i in range(12)]
+    actual = list(rng.choice(labels + ["new_whale"], 300))
+    predicted = [list(rng.choice(labels + ["new_whale"], 5, replace=False)) for _ in actual]
+    sizes = [0 if a == "new_whale" else int(rng.integers(1, 20)) for a in actual]
+    got = map_at_k_by_bin(predicted, actual, sizes)
+    expected: dict[str, list[float]] = {}
+    for p, a, s in zip(predicted, actual, sizes):
+        ap = 0.0
+        for pos in range(5):
+            if p[pos] == a:
+                ap = 1.0 / (pos + 1)
+                break
+        label = ("new" if s == 0 else "1" if s == 1 else "2" if s == 2 else "3-4" if s <= 4
+                 else "5-8" if s <= 8 else "9+")
+        assert gallery_bin_label(s) == label
+        expected.setdefault(label, []).append(ap)
+        expected.setdefault("all", []).append(ap)
+    assert set(got) == set(expected)
+    for label, aps in expected.items():
+        assert got[label]["n"] == len(aps)
+        assert got[label]["map5"] == pytest.approx(float(np.mean(aps)))

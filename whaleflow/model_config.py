@@ -128,7 +128,7 @@ class ModelConfig:
     """One model variant: one trial in the Ray experiment."""
 
     name: str = "metric_compact"
-    family: str = "metric"            # metric | siamese | arcface
+    family: str = "metric"            # metric | siamese | arcface | frozen
     backbone: str = "wf_compactnet"
     # True → ImageNet weights (offline where a package ships them, e.g. efficientnet_lite0;
     # timm's hub otherwise), str → a local weights file

@@ -22,6 +22,7 @@ from .config import Config, ConfigError, dump_config
 from .io import write_json
 from .labels import NEW_WHALE
 from .storage import NOT_MIRRORED, RunStore
+from .test_bins import test_bins
 
 #: what the ensemble writes into the run folder (pushed as a whole when the run folder is a URI)
 ENSEMBLE_OUTPUTS = ("ensemble", "submission.csv", "trials/classifier")
@@ -226,6 +227,8 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         "val_map5": ensemble.get("val_map5"),
         "expected_test_map5": ensemble.get("expected_test_map5"),
         "expected_test_map5_std": ensemble.get("expected_test_map5_std"),
+        "expected_test_map5_low": ensemble.get("expected_test_map5_low"),
+        "expected_test_map5_high": ensemble.get("expected_test_map5_high"),
         "timings": timings,
         "submission_fallback_images": added,
     }
@@ -235,6 +238,7 @@ def finalize(cfg: Config, prepared, ensemble: dict[str, Any], timings: dict[str,
         pred = read_submission(run_dir / "submission.csv")
         images = [i for i in truth if i in pred]
         summary["test_map5"] = map_at_k([pred[i] for i in images], [truth[i] for i in images])
+        summary["test_map5_by_bin"] = test_bins(run_dir, prepared.index, truth, pred)
         idx = prepared.index
         base = frequency_baseline(idx.loc[idx["split"] == "train", "id"].tolist(), images)
         summary["test_map5_frequency_baseline"] = map_at_k([base[i] for i in images], [truth[i] for i in images])
@@ -284,6 +288,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary.get("expected_test_map5") is not None:
         print(f"expected test MAP@5 {summary['expected_test_map5']:.4f} ± {summary['expected_test_map5_std']:.4f} "
               "(outer folds of validation that chose nothing)")
+    if summary.get("expected_test_map5_low") is not None:
+        print(f"expected test MAP@5 range {summary['expected_test_map5_low']:.3f}–"
+              f"{summary['expected_test_map5_high']:.3f} over the plausible test mixes (report: per-bin table)")
     if "test_map5" in summary:
         print(f"test MAP@5 {summary['test_map5']:.4f} "
               f"(frequency baseline new_whale + 4 most frequent: {summary['test_map5_frequency_baseline']:.4f})")

@@ -7,7 +7,7 @@ that pigment. Each photo is a random view: pose (rotation, scale, yaw, shear,
 perspective), a sea background (gradient, waves, glints, sometimes a horizon),
 light (exposure, gamma, a ramp), colour cast, foam at the stem and spray, blur,
 noise, sometimes greyscale, and a random JPEG quality. Shots per individual follow a
-capped Zipf law as in HWI; ``new_whale`` marks train photos of individuals seen once
+capped Zipf law as in HWI (:data:`~.synthetic_style.SHOT_LAWS`); ``new_whale`` marks train photos of individuals seen once
 and test photos of individuals absent from train (``answers.csv``). ``boxes.csv``
 (``Image,x0,y0,x1,y1``) gives each fluke's box as a detector would, a few percent off.
 
@@ -35,12 +35,11 @@ from PIL import Image
 from ..errors import DataError
 from ..io import write_csv, write_text
 from ..labels import NEW_WHALE, new_label
+from .synthetic_style import SHOT_LAWS, SynthStyle, add_occluders, add_tint
 
 #: layout → (train folder, test folder); the photos are the same in each
 LAYOUT_FOLDERS = {"kaggle": ("train", "test"), "happywhale": ("train_images", "test_images")}
 
-ZIPF_A = 1.9            # shots per known individual ~ Zipf(1.9): 57% one photo, a few dozens
-MAX_SHOTS = 30          # cap on train photos of one individual
 TRAIN_NEW_WHALE = 0.25  # share of train photos labelled new_whale
 TEST_PER_SHOT = 0.3     # Poisson mean of test photos per train photo of a known individual
 TEST_NEW_WHALE = 0.28   # share of test photos showing individuals absent from train
@@ -160,15 +159,17 @@ def _sea(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return img + cv2.GaussianBlur(glint, (0, 0), 0.7)[..., None]
 
 
-def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int) -> tuple[bytes, tuple[int, ...]]:
+def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int,
+           style: SynthStyle = SynthStyle(), extra: np.random.Generator | None = None) -> tuple[bytes, tuple[int, ...]]:
     """One random view of an individual: JPEG bytes and the fluke's box as a detector gives it.
 
     The box is the fluke's true extent, jittered by a few percent of its size the way
-    a public fluke detector's boxes are off, and clamped to the frame.
+    a public fluke detector's boxes are off, and clamped to the frame. ``style``'s
+    occluders and tint draw from ``extra``, so the default style's bytes never change.
     """
     ppu = tex.shape[1] / (U_RANGE[1] - U_RANGE[0])
     centre_c = np.array([-U_RANGE[0], 0.05 - V_RANGE[0]]) * ppu
-    s = rng.uniform(0.55, 1.0) * w / (2 * ppu)
+    s = rng.uniform(*style.scale) * w / (2 * ppu)
     th = np.deg2rad(rng.uniform(-20, 20))
     centre = np.array([w * rng.uniform(0.35, 0.65), h * rng.uniform(0.33, 0.6)])
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
@@ -214,6 +215,10 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
             cv2.circle(spray, (int(x), int(y)), int(rng.uniform(0.02, 0.07) * w), float(rng.uniform(0.4, 0.8)), -1)
     spray = cv2.GaussianBlur(spray, (0, 0), max(1.0, 0.01 * w))[..., None].clip(0, 1)
     img = img * (1 - spray) + spray * np.float32(rng.uniform(0.8, 1.0))
+    if extra is not None and style.occlusion and extra.random() < style.occlusion:
+        img = add_occluders(img, alpha[..., 0], extra)
+    if extra is not None and style.tint:
+        img = add_tint(img, style.tint, extra)
 
     cast = ((1 + rng.normal(0, 0.07, 3)) * rng.uniform(0.8, 1.2)).astype(np.float32)
     img = np.clip(img * cast, 0, 1) ** np.float32(rng.uniform(0.8, 1.25))
@@ -234,11 +239,14 @@ def _photo(ind: dict, tex: np.ndarray, rng: np.random.Generator, w: int, h: int)
     return buf.getvalue(), box
 
 
-def _plan(rng: np.random.Generator, individuals: int) -> list[tuple[int, str, str]]:
+def _plan(rng: np.random.Generator, individuals: int, style: SynthStyle = SynthStyle()) -> list[tuple[int, str, str]]:
     """(individual index, split, true label) per photo; unseen individuals get new_whale."""
     ids = _unique_hex(rng, individuals, 7)
-    train_n = np.minimum(rng.zipf(ZIPF_A, individuals), MAX_SHOTS)
+    zipf_a, cap = SHOT_LAWS[style.shots]
+    train_n = np.minimum(rng.zipf(zipf_a, individuals), cap)
     test_n = rng.poisson(TEST_PER_SHOT * train_n)
+    if style.test_mix == "one_per_individual":  # every known individual asked about once
+        test_n = np.ones_like(test_n)
     photos = [(i, "train", ids[i]) for i in range(individuals) for _ in range(train_n[i])]
     photos += [(i, "test", ids[i]) for i in range(individuals) for _ in range(test_n[i])]
     n_new_train = int(round(TRAIN_NEW_WHALE / (1 - TRAIN_NEW_WHALE) * train_n.sum()))
@@ -269,15 +277,18 @@ def _unique_hex(rng: np.random.Generator, n: int, digits: int) -> list[str]:
 
 
 def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int = 0, width: int = 192,
-                       height: int = 128, progress: bool = False, layout: str = "kaggle") -> dict:
+                       height: int = 128, progress: bool = False, layout: str = "kaggle",
+                       style: SynthStyle | None = None) -> dict:
     """Write a synthetic HWI-layout data set into ``out_dir`` and return its counts.
 
     ``individuals`` is the number of labelled (known) individuals; new_whale photos
     and unseen test individuals come on top in HWI-like proportions. A folder that
     already holds a set made here (``synthetic.json``) is replaced; any other
     non-empty ``train/`` or ``test/`` is refused rather than mixed with. ``layout`` is
-    ``kaggle`` (HWI) or ``happywhale`` (see the module notes).
+    ``kaggle`` (HWI) or ``happywhale`` (see the module notes); ``style`` sets the knobs of
+    :mod:`.synthetic_style` (None: the demo's).
     """
+    style = style or SynthStyle()
     if layout not in LAYOUT_FOLDERS:
         raise DataError(f"unknown synthetic layout {layout!r}.", fix=f"use one of {', '.join(LAYOUT_FOLDERS)}.")
     if individuals < 1 or width < 32 or height < 32:
@@ -297,7 +308,7 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
                 old.unlink()
         folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 0])
-    plan = _plan(rng, individuals)
+    plan = _plan(rng, individuals, style)
     names = [n + ".jpg" for n in _unique_hex(rng, len(plan), 8)]
     order = sorted(range(len(plan)), key=lambda k: plan[k][0])
     cache: dict[int, tuple[dict, np.ndarray]] = {}
@@ -312,7 +323,8 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
             ind = _individual(np.random.default_rng([seed, 1, who]))
             cache[who] = (ind, _texture(ind, width))
         ind, tex = cache[who]
-        jpeg, boxes[names[k]] = _photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height)
+        jpeg, boxes[names[k]] = _photo(ind, tex, np.random.default_rng([seed, 2, k]), width, height, style,
+                                       np.random.default_rng([seed, 3, k]))
         (out / folders[split] / names[k]).write_bytes(jpeg)
 
     rows = pd.DataFrame({"Image": names, "Id": [p[2] for p in plan], "split": [p[1] for p in plan]})
@@ -331,6 +343,8 @@ def generate_synthetic(out_dir: str | Path, *, individuals: int = 60, seed: int 
         "test_images": len(answers), "test_new_whale": int((answers.Id == NEW_WHALE).sum()),
     }
     summary["layout"] = layout
+    if style != SynthStyle():
+        summary["style"] = style.to_dict()
     write_csv(out / "boxes.csv", pd.DataFrame(
         [(n, *boxes[n]) for n in sorted(boxes)], columns=["Image", "x0", "y0", "x1", "y1"]))
     if layout == "happywhale":

@@ -37,6 +37,7 @@ from ..io import write_csv, write_json
 from ..submission import write_submission
 from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
+from .estimate_range import model_bins, run_estimate
 from .outer import outer_estimate
 from .gallery_mix import mix_text, run_gallery_mix
 from .score_space import build_space, fit_normalizer, truth_of
@@ -230,6 +231,14 @@ def run_ensemble(
     write_csv(ens_dir / "test_top.csv", pd.DataFrame({  # what pseudo-labelling picks from
         "image": test_images, "label": test_space.top_labels(blended_test),
         "score": top1, "new_first": top1 < np.float32(test_threshold)}))
+    estimate, val_sizes = run_estimate(cfg, run_dir, outer, val_images, truth_idx, test_space.top_labels(blended_test),
+                                       val_new_first=new_first_share(blended_val, threshold),
+                                       test_new_first=new_first_share(blended_test, test_threshold))
+    per_bin = (model_bins(mats_val, truth_idx, [tuning.single_threshold[n] for n in names], val_sizes)
+               if val_sizes is not None else [None] * len(names))
+    if estimate:
+        notes.append(f"expected test MAP@5 between {estimate['low']:.3f} and {estimate['high']:.3f} over the "
+                     f"test mixes {', '.join(estimate['mixes'])} (each ± its standard error over outer folds)")
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0
@@ -250,8 +259,9 @@ def run_ensemble(
                 "threshold": tuning.single_threshold[t.name],
                 "trial_val_map5": t.result.get("val_map5"),
                 "weight": tuning.weights[t.name],
+                "val_map5_by_bin": bins,
             }
-            for t in trials
+            for t, bins in zip(trials, per_bin)
         },
         "ensemble": {"val_map5": tuning.val_map5, "cv_map5": tuning.cv_map5, "threshold": threshold,
                      "test_threshold": test_threshold,
@@ -260,6 +270,9 @@ def run_ensemble(
         "expected_test_map5": outer.map5 if outer else None,
         "expected_test_map5_std": outer.std if outer else None,
         "outer": outer.to_dict() if outer else None,
+        "expected_test_map5_low": estimate.get("low"),
+        "expected_test_map5_high": estimate.get("high"),
+        "estimate": estimate or None,
         "val_map5": tuning.val_map5,
         "best_single": best_single,
         "weights": tuning.weights,

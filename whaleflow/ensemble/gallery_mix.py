@@ -37,7 +37,7 @@ the real test MAP@5 by 0.000, +0.005, −0.003, −0.013: off by default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,10 @@ class GalleryMix:
     weights: np.ndarray          # (n_val,), mean 1 over known queries' bins, 1 for new ones
     val_share: dict[str, float]  # bin label → share of known validation queries
     test_share: dict[str, float]  # bin label → expected share of known test queries
+    # what the range over other test mixes needs (:mod:`.estimate_range`): each validation
+    # query's gallery size as it was scored, and every labelled individual's photo count
+    val_sizes: np.ndarray | None = field(default=None, repr=False)
+    labelled_counts: dict[str, int] | None = field(default=None, repr=False)
 
     @property
     def effective_queries(self) -> float:
@@ -98,11 +102,12 @@ def _label(group: np.ndarray, g: int) -> str:
 
 
 def mix_weights(val_gallery: np.ndarray, known: np.ndarray, labelled_counts: np.ndarray,
-                min_queries: int = MIN_QUERIES) -> GalleryMix:
+                min_queries: int = MIN_QUERIES, shares: np.ndarray | None = None) -> GalleryMix:
     """Weights for validation queries whose own individual has ``val_gallery`` photos in the
     gallery they were scored against (``known`` marks known-individual queries), so that their
     bins carry the shares test queries are expected to have, given every known individual's
-    labelled photo count ``labelled_counts`` (its test gallery)."""
+    labelled photo count ``labelled_counts`` (its test gallery). ``shares`` (per power-of-two
+    bin) replaces that expectation with another mix (:mod:`.estimate_range`)."""
     known = np.asarray(known, dtype=bool)
     weights = np.ones(len(known), dtype=np.float64)
     counts = np.asarray(labelled_counts, dtype=np.float64)
@@ -111,9 +116,13 @@ def mix_weights(val_gallery: np.ndarray, known: np.ndarray, labelled_counts: np.
         return GalleryMix(weights, {}, {})
     vb = gallery_bin(np.asarray(val_gallery)[known])
     tb = gallery_bin(counts)
-    nb = int(max(vb.max(), tb.max())) + 1
+    nb = int(max(vb.max(), tb.max(), 0 if shares is None else len(shares) - 1)) + 1
     n_val = np.bincount(vb, minlength=nb)
-    q = np.bincount(tb, weights=counts, minlength=nb) / counts.sum()
+    if shares is None:
+        q = np.bincount(tb, weights=counts, minlength=nb) / counts.sum()
+    else:
+        q = np.zeros(nb)
+        q[: len(shares)] = np.asarray(shares, dtype=np.float64) / max(float(np.sum(shares)), 1e-12)
     group = _groups(n_val, min_queries)
     pg = np.bincount(group, weights=n_val) / len(vb)
     qg = np.bincount(group, weights=q)
@@ -167,8 +176,11 @@ def mix_from_split(split_csv: str | Path, val_images: np.ndarray, truth_known: n
     if val_gallery == "test_like":  # the other chunks' photos of the same individual
         own = np.array([per_chunk.get((i, c), 0) for i, c in zip(t, rows["chunk"])])
         size = size + val_n.reindex(t, fill_value=0).to_numpy() - own
-    counts = ids[labelled].value_counts().to_numpy()
-    return mix_weights(size, np.asarray(truth_known, dtype=bool), counts, min_queries)
+    per_id = ids[labelled].value_counts()
+    mix = mix_weights(size, np.asarray(truth_known, dtype=bool), per_id.to_numpy(), min_queries)
+    mix.val_sizes = np.where(np.asarray(truth_known, dtype=bool), size, 0)
+    mix.labelled_counts = {str(k): int(v) for k, v in per_id.items()}
+    return mix
 
 
 def run_gallery_mix(cfg, run_dir: str | Path, val_images: np.ndarray, truth_idx: np.ndarray) -> GalleryMix | None:

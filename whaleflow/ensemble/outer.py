@@ -37,13 +37,18 @@ class OuterEstimate:
     map5: float                  # size- (or weight-) weighted mean of the held-out folds' MAP@5
     std: float                   # standard deviation of the per-fold MAP@5
     folds: list[dict] = field(default_factory=list)  # per fold: images, map5, weights, threshold
+    # per validation query: its AP when its fold was held out, and that fold (for the
+    # per-bin table and the range over test mixes, :mod:`.estimate_range`)
+    query_ap: np.ndarray | None = field(default=None, repr=False)
+    fold_ids: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def stderr(self) -> float:
         return self.std / np.sqrt(len(self.folds)) if self.folds else float("nan")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "stderr": float(self.stderr), "n_folds": len(self.folds)}
+        d = {k: v for k, v in asdict(self).items() if k not in ("query_ap", "fold_ids")}
+        return {**d, "stderr": float(self.stderr), "n_folds": len(self.folds)}
 
 
 def outer_estimate(
@@ -71,6 +76,7 @@ def outer_estimate(
         return None
     fold_ids = make_folds(truth_idx, outer_folds, seed + OUTER_SEED_OFFSET)
     rows: list[dict] = []
+    query_ap = np.zeros(n, dtype=np.float64)
     for f in np.unique(fold_ids):
         held, inner = fold_ids == f, fold_ids != f
         chosen = tune_blend([m[inner] for m in matrices], truth_idx[inner], list(names), trials=trials,
@@ -81,10 +87,12 @@ def outer_estimate(
         ranked = RankedTopK.from_scores(blend_matrices([m[held] for m in matrices], weights), truth_idx[held],
                                         weights=None if row_weights is None else row_weights[held])
         threshold = prior_threshold(ranked.values[:, 0], prior) if prior is not None else chosen.threshold
+        query_ap[held] = ranked.ap_at(threshold)
         rows.append({"fold": int(f), "images": int(held.sum()), "weight": ranked.total_weight,
                      "map5": float(ranked.map_at(threshold)),
                      "inner_map5": float(chosen.val_map5), "threshold": float(threshold),
                      "weights": chosen.weights})
     sizes = np.array([r["weight"] for r in rows], dtype=np.float64)
     maps = np.array([r["map5"] for r in rows])
-    return OuterEstimate(map5=float((maps * sizes).sum() / sizes.sum()), std=float(maps.std(ddof=1)), folds=rows)
+    return OuterEstimate(map5=float((maps * sizes).sum() / sizes.sum()), std=float(maps.std(ddof=1)), folds=rows,
+                         query_ap=query_ap, fold_ids=np.asarray(fold_ids))

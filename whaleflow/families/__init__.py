@@ -5,7 +5,7 @@ pair head with LAP hard-example mining (approach 1); ``arcface``: sub-center Arc
 with dynamic margins, head scores blended with gallery k-NN (approach 4). Approach 3 (classifier on
 embeddings) trains at ensemble time from the other families' embeddings.
 """
-from . import arcface, metric, siamese  # noqa: F401  (registration)
+from . import arcface, frozen, metric, siamese  # noqa: F401  (registration)
 from .base import FamilyTask
 
 __all__ = ["FamilyTask"]

@@ -63,12 +63,17 @@ class RankedTopK:
     def total_weight(self) -> float:
         return float(self.w.sum())
 
+    def ap_at(self, threshold: float) -> np.ndarray:
+        """Each row's average precision at one threshold (compared in float32, as
+        ``insert_new_whale`` does)."""
+        counts = (self.values >= np.float32(threshold)).sum(axis=1)
+        return self.ap[np.arange(len(counts)), counts]
+
     def map_at(self, threshold: float) -> float:
-        """(Weighted) MAP@k at one threshold (compared in float32, as ``insert_new_whale`` does)."""
+        """(Weighted) MAP@k at one threshold."""
         if len(self.values) == 0 or not self.total_weight > 0:
             return 0.0
-        counts = (self.values >= np.float32(threshold)).sum(axis=1)
-        return float((self.ap[np.arange(len(counts)), counts] * self.w).sum() / self.total_weight)
+        return float((self.ap_at(threshold) * self.w).sum() / self.total_weight)
 
     def curve(self, thresholds: np.ndarray) -> np.ndarray:
         return np.array([self.map_at(t) for t in thresholds])
