@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-all bench clean install
+.PHONY: demo lint test test-all bench clean install
 
 install: $(STAMP)
 
@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/whaleflow demo --out runs/demo
 
-test: $(STAMP)
+# lint first (ruff, pyflakes rules: see pyproject.toml): a dead import or an undefined name fails
+# in seconds, before the tests take minutes
+lint: $(STAMP)
+	$(VENV)/bin/ruff check whaleflow ray_jobs benchmarks tests
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: lint
 	$(PY) -m pytest -m ""
 
 clean:

@@ -156,7 +156,8 @@ def check_training(sz: Sizes, device: torch.device, clock: Clock) -> list[Row]:
         rows.append(Row("train resnet50", f"{name} {sz.image}² b{batch}", f"{sz.steps * batch / secs:,.0f} img/s",
                         secs, clock.peak_gib(), "losses finite" if finite else "NON-FINITE LOSS",
                         {"images_per_s": sz.steps * batch / secs, "batch": batch}))
-        del model, opt
+        # free this variant's GPU memory before the next; rebinding (not `del`) keeps step()'s names defined
+        model = opt = None
     if len(variants) == 2:
         speedup = rows[1].extra["images_per_s"] / rows[0].extra["images_per_s"]
         rows[-1].check += f"; ×{speedup:.2f} vs fp32; " + _compare_precision(sz, device, feats)

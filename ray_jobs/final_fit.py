@@ -85,20 +85,24 @@ def run_final_experiment(cfg: Config, gpus: float, *, progress: bool = True) -> 
     def namer(trial) -> str:
         return f"final-{trial.config['variant']['validated']}"
 
+    store = RunStore.for_config(cfg)
     tuner = tune.Tuner(
         trainable, param_space={"variant": tune.grid_search(variants)},
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.ray.max_concurrent_trials, reuse_actors=False,
                                     trial_name_creator=namer, trial_dirname_creator=namer),
-        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=RunStore.for_config(cfg).uri("tune"), verbose=0,
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=store.uri("tune"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=cfg.ray.max_failures)))
     results = tuner.fit()
     fits = {}
     for res in results:
         m = res.metrics or {}
-        fits[m.get("final_of") or Path(res.path).name] = "finished" if m.get("finished") else "error"
+        # a failed fit reports no metrics: its variant names the validated trial all the same
+        name = m.get("final_of") or ((res.config or {}).get("variant") or {}).get("validated") or Path(res.path).name
+        fits[name] = "finished" if m.get("finished") else "error"
     if results.errors and progress and not cfg.output.quiet:
         print(f"{len(results.errors)} final fit(s) failed; their models predict the test set from the "
               "validated trial (see tune/whaleflow-final)")
     if not any(v == "finished" for v in fits.values()):
-        raise WhaleflowError(f"no final fit finished ({fits}); see {experiment_path(cfg).parent / EXPERIMENT}.")
+        # the experiment's own folder (a path, or a URI for a run folder in a bucket): its trials' error.txt
+        raise WhaleflowError(f"no final fit finished ({fits}); see {store.uri(f'tune/{EXPERIMENT}')}.")
     return {"final_fits": len(fits), "states": fits}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from whaleflow.ensemble.estimate_range import estimate_range, mix_shares
-from whaleflow.ensemble.ranked import RankedTopK
+from whaleflow.inference.ranked import RankedTopK
 
 
 def test_mix_shares_by_hand():

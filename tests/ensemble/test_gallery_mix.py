@@ -94,7 +94,6 @@ def test_bins_join_until_each_holds_enough_queries():
 
 
 def test_gallery_sizes_from_the_split_match_the_test_like_gallery(tmp_path):
-    rng = np.random.default_rng(7)
     rows = []
     for ind, n in enumerate([1, 2, 3, 5, 8]):
         for j in range(n):

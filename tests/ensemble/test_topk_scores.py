@@ -8,7 +8,7 @@ import pytest
 from whaleflow.ensemble import run_ensemble
 from whaleflow.ensemble.blend import blend_matrices
 from whaleflow.ensemble.score_space import build_space, fit_normalizer
-from whaleflow.inference import ClassScores, TopKScores, load_class_scores, predict_labels, store_class_scores
+from whaleflow.inference import ClassScores, TopKScores, load_class_scores, store_class_scores
 
 
 def test_from_dense_keeps_each_rows_best_and_the_rest(tmp_path):

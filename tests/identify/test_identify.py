@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from ray_jobs.cli import main
 from whaleflow.ensemble.blend import blend_matrices

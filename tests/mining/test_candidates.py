@@ -7,7 +7,7 @@ import torch
 
 from whaleflow.mining import (LapMiner, hard_positives_from_candidates, NoiseSchedule, PairCandidates, hard_negatives, hard_positives,
                               score_all_pairs, score_candidates)
-from whaleflow.mining import scoring
+from whaleflow.mining import pair_scoring
 from whaleflow.models.pair_head import PairHead
 
 
@@ -23,7 +23,7 @@ def _setup(n=53, d=6, seed=0, symmetric=True):
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("block_size", [7, 1024])
 def test_topk_equals_brute_force(symmetric, block_size, monkeypatch):
-    monkeypatch.setitem(scoring.MAX_TILE_ELEMENTS, "cpu", 4 * 6 * 4)  # tiny sub-tiles: the triangle logic runs
+    monkeypatch.setitem(pair_scoring.MAX_TILE_ELEMENTS, "cpu", 4 * 6 * 4)  # tiny sub-tiles: the triangle logic runs
     f, labels, head = _setup(symmetric=symmetric)
     full = score_all_pairs(f, head)
     neg = labels // 2  # negative codes coarser than individuals (merged groups)

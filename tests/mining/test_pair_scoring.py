@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from whaleflow.mining import score_all_pairs, score_blocks, score_knn, score_pairs
-from whaleflow.mining import scoring
+from whaleflow.mining import pair_scoring
 from whaleflow.models.pair_head import PairHead
 
 
@@ -50,7 +50,7 @@ def test_generic_head_and_numpy_features():
 
 
 def test_tiles_split_to_bound_memory(monkeypatch):
-    monkeypatch.setattr(scoring, "MAX_TILE_ELEMENTS", {"cpu": 50, "default": 50})
+    monkeypatch.setattr(pair_scoring, "MAX_TILE_ELEMENTS", {"cpu": 50, "default": 50})
     torch.manual_seed(2)
     f = torch.randn(19, 4)
     head = PairHead(4, hidden=(8,), symmetric=False).eval()

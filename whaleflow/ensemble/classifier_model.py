@@ -45,7 +45,7 @@ from ..labels import NEW_WHALE
 from .tune import RankedTopK, best_threshold
 
 __all__ = ["CLASSIFIER_NAME", "ClassifierOutcome", "build_classifier_model", "embedding_scaling",
-           "gather_embeddings"]
+           "gather_embeddings", "known_classes"]
 
 CLASSIFIER_NAME = "classifier"
 _CHUNK = 4096
@@ -72,9 +72,18 @@ def gather_embeddings(paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, np
 
 def embedding_scaling(paths: Sequence[Path]) -> tuple[list[tuple[np.ndarray, float]], np.ndarray, np.ndarray]:
     """Each block's (mean, divisor) as :func:`gather_embeddings` applies it, and the roles and
-    ids of the images; what scoring a new photo with the fitted classifier needs."""
-    _, scaling, _, roles, ids = _scaled_blocks(paths)
-    return scaling, roles, ids
+    catalogue ids of the images (held-out individuals as themselves, as the test fit saw them);
+    what scoring a new photo with the fitted classifier needs: its test model's classes are
+    ``known_classes(ids, (roles == "train") | (roles == "val"))``."""
+    _, scaling, images, roles, ids = _scaled_blocks(paths)
+    return scaling, roles, _catalog_ids(paths[0], images, ids)
+
+
+def known_classes(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The individuals (sorted) among the ``mask`` images that a fit learns: not new_whale, not
+    unlabelled. The class order of a fit's scores, here and wherever its model.pt is read."""
+    ids = np.asarray(ids).astype(str)
+    return np.array(sorted(set(ids[np.asarray(mask, bool) & (ids != NEW_WHALE) & (ids != "")])))
 
 
 def _scaled_blocks(paths: Sequence[Path]):
@@ -129,7 +138,7 @@ def _fit(cfg: ClassifierConfig, seed: int, x, ids, fit_mask):
     from ..engine.device import resolve_device
 
     known = fit_mask & (ids != NEW_WHALE) & (ids != "")
-    classes = np.array(sorted(set(ids[known])))
+    classes = known_classes(ids, fit_mask)
     col = {c: i for i, c in enumerate(classes)}
     model = build_classifier(cfg, seed=seed, device=str(resolve_device("auto")))  # the GPU when there is one
     model.fit(x[known], np.array([col[c] for c in ids[known]], dtype=np.int64), num_classes=len(classes))

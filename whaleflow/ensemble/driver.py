@@ -39,7 +39,6 @@ from ..io import write_csv, write_json
 from ..submission import write_submission
 from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
-from .normalize import ScoreNormalizer
 from .estimate_range import model_bins, run_estimate
 from .outer import outer_estimate
 from .gallery_mix import mix_text, run_gallery_mix

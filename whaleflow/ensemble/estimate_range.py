@@ -154,6 +154,6 @@ def run_estimate(cfg, run_dir, outer, val_images: np.ndarray, truth_idx: np.ndar
 
 def model_bins(matrices, truth_idx: np.ndarray, thresholds: list[float], sizes: np.ndarray) -> list[dict]:
     """Each model's validation MAP@5 per gallery-size bin at its own threshold."""
-    from .ranked import RankedTopK
+    from ..inference.ranked import RankedTopK
 
     return [ap_by_bin(RankedTopK.from_scores(m, truth_idx).ap_at(t), sizes) for m, t in zip(matrices, thresholds)]

@@ -21,7 +21,7 @@ single model on all of validation: if a single model scores higher there, its
 one-hot weights are used instead, with a note. So the ensemble never reports less
 than the best single model.
 
-**Thresholds are exact** (:mod:`.ranked`): every distinct top-k score is a candidate.
+**Thresholds are exact** (:mod:`whaleflow.inference.ranked`): every distinct top-k score is a candidate.
 
 **Weighted rows.** With ``row_weights`` (:mod:`.gallery_mix`) every MAP@5 here — the
 objective, the thresholds, the single-model guard — is the weighted mean, so the
@@ -56,7 +56,7 @@ import numpy as np
 from ..inference.new_prior import prior_threshold
 from ..progress import progress_bar
 from .blend import blend_matrices
-from .ranked import RankedTopK, best_threshold
+from ..inference.ranked import RankedTopK, best_threshold
 
 __all__ = ["BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
 

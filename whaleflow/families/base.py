@@ -13,7 +13,7 @@ An individual held out as a new one (Happywhale-like data) is ``new_whale`` as a
 validation query, and its true self in the test gallery.
 
 Scoring (galleries, class scores, validation, the exported files) is the
-:class:`~whaleflow.families.scoring.ScoringMixin` half of :class:`FamilyTask`.
+:class:`~whaleflow.families.scoring_mixin.ScoringMixin` half of :class:`FamilyTask`.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_
 from ..engine.device import autocast, resolve_device, to_device_images
 from ..engine.trainer import ModelTask
 from ..progress import progress
-from .scoring import ScoringMixin
+from .scoring_mixin import ScoringMixin
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Split:
 
 class FamilyTask(ScoringMixin, ModelTask):
     """Shared plumbing; subclasses build the model and write the loss and scoring
-    (:class:`~whaleflow.families.scoring.ScoringMixin` supplies the scoring around them)."""
+    (:class:`~whaleflow.families.scoring_mixin.ScoringMixin` supplies the scoring around them)."""
 
     def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *,
                  quiet: bool = True, cpus: float | None = None):

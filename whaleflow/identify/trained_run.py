@@ -27,12 +27,11 @@ import numpy as np
 from ..config import Config, ModelConfig, cache_shape, from_dict, load_config
 from ..data.dataset import CachedImages
 from ..engine.checkpoint import CheckpointError, load_checkpoint
-from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling
+from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling, known_classes
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
 from ..final_fit import final_dir, final_prepared
 from ..storage import NOT_MIRRORED, RunStore, is_uri
-from ..labels import NEW_WHALE
 from .gallery import Enrolled, TrialGallery, load_trial_gallery
 
 #: the name of a validated trial loaded beside its final fit, for the classifier's embeddings
@@ -172,9 +171,9 @@ def _load_classifier(trial_dir: Path, run_dir: Path) -> ClassifierModel:
         raise DataError("the classifier's model or source embeddings are missing.",
                         file=missing[0] if missing else trial_dir / "model.pt", fix=_FIX_EXPORT)
     model = EmbeddingClassifier.load(trial_dir / "model.pt")
-    scaling, roles, ids = embedding_scaling(paths)
-    known = ((roles == "train") | (roles == "val")) & (ids != NEW_WHALE) & (ids != "")
-    return ClassifierModel(model, sources, scaling, np.array(sorted(set(ids[known]))))
+    # the test fit's classes: every catalogue individual of train + val, held-out ones included
+    scaling, roles, catalog_ids = embedding_scaling(paths)
+    return ClassifierModel(model, sources, scaling, known_classes(catalog_ids, (roles == "train") | (roles == "val")))
 
 
 def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..labels import NEW_WHALE
 from ..metrics import map_at_k_indices
+from .ranked import RankedTopK, best_threshold
 
 
 def _ranked(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,15 +82,13 @@ def tune_threshold(scores: np.ndarray, truth_idx: np.ndarray, k: int = 5) -> tup
     """The threshold that maximises validation MAP@k, and that MAP@k — exactly.
 
     MAP@k only changes where the threshold crosses one of the queries' top-k values,
-    so the exact sweep of :func:`whaleflow.ensemble.tune.best_threshold` (one top-k
+    so the exact sweep of :func:`.ranked.best_threshold` (one top-k
     pass, then a sort of the n·k values) finds the optimum of every possible
     threshold; a grid of full top-k passes (what this did before, ~160 of them per
     validation) could only approximate it. With fewer classes than ``k`` (toy sets),
     where new_whale may also sit after the last class, every distinct top value is
     tried with :func:`insert_new_whale` instead (exact too, and cheap at that size).
     """
-    from ..ensemble.tune import RankedTopK, best_threshold
-
     scores = np.asarray(scores, dtype=np.float32)
     truth_idx = np.asarray(truth_idx, dtype=np.int64)
     if len(scores) == 0:

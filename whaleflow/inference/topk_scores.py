@@ -113,7 +113,7 @@ class TopKScores:
 
     def dense(self) -> ClassScores:
         """A dense matrix (left-out classes at ``rest``): for small sets and tests."""
-        n, c = len(self.images), len(self.classes)
+        c = len(self.classes)
         out = np.repeat(self.rest.astype(np.float32)[:, None], c, axis=1)
         fill = np.where(np.isfinite(out), out, self.values.astype(np.float32).min(axis=1, keepdims=True) - 1.0)
         np.put_along_axis(fill, self.ids.astype(np.int64), self.values.astype(np.float32), axis=1)

@@ -7,7 +7,7 @@
 * :mod:`.candidates` — each image's top-k candidate partners scored on the device
   (each unordered pair once), what a sparse round sends to the actor instead of
   N×N; :mod:`.candidate_lap` — the sparse LAP on them.
-* :mod:`.scoring` — a pair head applied to all pairs in blocks, to chosen pairs, or
+* :mod:`.pair_scoring` — a pair head applied to all pairs in blocks, to chosen pairs, or
   to each image's k nearest neighbours.
 * :mod:`.noise` — the annealed noise schedule (with a floor); :mod:`.schedule` —
   which epochs mine (warm-up, every K, never on a stage change); :mod:`.exclusion` —
@@ -23,7 +23,7 @@ from .exclusion import negative_codes, virtual_codes
 from .miner import LapMiner, MinedPairs, build_miner, mining_enabled, mining_noise
 from .noise import NoiseSchedule
 from .schedule import MiningSchedule
-from .scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
+from .pair_scoring import head_scores_fn, score_all_pairs, score_blocks, score_knn, score_pairs
 from .sparse import hard_positives_from_features, sparse_hard_negatives, sparse_hard_negatives_from_scores
 
 __all__ = [

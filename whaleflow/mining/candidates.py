@@ -26,7 +26,7 @@ solver's only use of symmetry is the reverse edge ``(j, i)`` of a candidate ``(i
 which carries ``f(i, j)`` in place of ``f(j, i)`` — exact for a symmetric head, an
 approximation otherwise (as the old matrix path did with its noise).
 
-On CUDA the head runs under bf16 autocast with TF32 (:func:`.scoring.fast_math`).
+On CUDA the head runs under bf16 autocast with TF32 (:func:`.pair_scoring.fast_math`).
 What crosses to the actor: ``idx`` (int32) and the noisy and noiseless logits (float16:
 logits need ~3 digits; the actor already held big matrices in float16), 8 bytes per
 entry, plus the within-individual logits (float16). The table is ``w = k − ⌈P/8N⌉``
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .dense import class_groups, label_codes
-from .scoring import _eval_head, _pair_fn, _setup, fast_math, is_symmetric, score_pairs, tile_scores
+from .pair_scoring import _eval_head, _pair_fn, _setup, fast_math, is_symmetric, score_pairs, tile_scores
 
 NO_CANDIDATE = -1
 

@@ -13,7 +13,7 @@ either solver works on it; ``sparse`` keeps each row's top k) or (N, D) features
 (``dense`` scores them by dot product; ``sparse`` finds k-NN candidates without any
 N×N array). Which one is inferred from the shape — square with side N = len(labels)
 means scores — and ``kind="scores"|"features"`` overrides that. With features a
-``scores_fn(i_idx, j_idx)`` (a pair head: :func:`.scoring.head_scores_fn`) can score
+``scores_fn(i_idx, j_idx)`` (a pair head: :func:`.pair_scoring.head_scores_fn`) can score
 the candidate pairs. Hard positives come from the same scores, inside each
 individual. Built from the config by :func:`build_miner` (registered in ``MINERS``
 under the solver names, so ``mining.solver`` picks it; ``none`` builds no miner).

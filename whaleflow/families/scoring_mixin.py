@@ -32,15 +32,23 @@ from ..labels import NEW_WHALE
 class ScoringMixin(abc.ABC):
     """Galleries, class scores, validation and export; see the module docstring."""
 
-    def labelled_gallery(self, roles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows, class indices and class names of known-individual images in ``roles``."""
-        rows, ids = [], []
+    def gallery_members(self, roles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, image names and catalogue ids of the known-individual images in ``roles``, in
+        role order: the one definition of a gallery that scoring and export share. Ids are the
+        catalogue's (``Split.gallery_ids``), so an individual held out as new in validation is
+        in the train + val (test) gallery as itself."""
+        rows, images, ids = [], [], []
         for role in roles:
             s = self.splits[role]
             known = (s.gallery_ids != NEW_WHALE) & (s.gallery_ids != "")
             rows.append(s.rows[known])
+            images.append(s.images[known])
             ids.append(s.gallery_ids[known])
-        rows_a, ids_a = np.concatenate(rows), np.concatenate(ids)
+        return np.concatenate(rows), np.concatenate(images), np.concatenate(ids)
+
+    def labelled_gallery(self, roles: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, class indices and class names of :meth:`gallery_members` of ``roles``."""
+        rows_a, _, ids_a = self.gallery_members(roles)
         classes = np.array(sorted(set(ids_a)))
         col = {c: i for i, c in enumerate(classes)}
         return rows_a, np.array([col[c] for c in ids_a], dtype=np.int64), classes
@@ -169,18 +177,14 @@ class ScoringMixin(abc.ABC):
         """What ``whaleflow identify`` needs to score new photos without the training data:
         the weights (``model.pt``, read back with ``weights_only=True``) at the image size
         they were validated at, and the test gallery (``gallery.npz``: every labelled train
-        and val image, in :meth:`labelled_gallery` order, with its vectors per view)."""
+        and val image, the very gallery :meth:`class_scores` scored the test set against:
+        :meth:`gallery_members` order, individuals held out as new in validation included
+        under their own ids, with its vectors per view)."""
         from ..io import atomic_path, save_npz
 
-        rows, ids, images = [], [], []
-        for role in ("train", "val"):
-            s = self.splits[role]
-            known = s.ids != NEW_WHALE
-            rows.append(s.rows[known]); ids.append(s.ids[known]); images.append(s.images[known])
-        rows_a = np.concatenate(rows)
-        views = {f"view{int(f)}": self.gallery_vectors(rows_a, f).astype(np.float32) for f in self.views}
-        save_npz(Path(out_dir) / "gallery.npz", images=np.concatenate(images).astype(str),
-                 ids=np.concatenate(ids).astype(str), **views)
+        rows, images, ids = self.gallery_members(("train", "val"))
+        views = {f"view{int(f)}": self.gallery_vectors(rows, f).astype(np.float32) for f in self.views}
+        save_npz(Path(out_dir) / "gallery.npz", images=images.astype(str), ids=ids.astype(str), **views)
         payload = {"format": "whaleflow.exported_model/1", "name": self.name, "family": self.cfg.family,
                    "size": list(size_hw(self.size)), "classes": [str(c) for c in self.classes],
                    "model_config": to_dict(self.cfg), "model": self.model_state()}

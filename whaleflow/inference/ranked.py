@@ -3,10 +3,12 @@
 MAP@k as a function of the new_whale threshold only changes where the threshold
 crosses one of the top-k values, so :func:`best_threshold` sweeps those values (not a
 grid) and finds the optimum exactly; it is invariant under each model's monotone
-normalisation. The semantics are those of :func:`whaleflow.inference.topk.insert_new_whale`.
+normalisation. The semantics are those of :func:`.topk.insert_new_whale`.
 
-Rows may carry weights (:mod:`.gallery_mix`: validation queries standing for the test
-queries' mix of gallery sizes); every mean is then a weighted mean.
+Rows may carry weights (:mod:`whaleflow.ensemble.gallery_mix`: validation queries standing for
+the test queries' mix of gallery sizes); every mean is then a weighted mean. It lives in
+``inference/`` (not ``ensemble/``) because :func:`.topk.tune_threshold` needs it and
+inference sits below the ensemble: nothing in ``inference/`` imports ``ensemble/``.
 """
 from __future__ import annotations
 
