@@ -7,9 +7,12 @@ frame), then runs, each as its own ``whaleflow`` process:
 
     prepare    hashing, the duplicate graph, the split, the crop/grey cache
     tune       one tiny model per family through Ray Tune (one epoch at 32 px; the siamese one
-               with ``mining.solver: sparse`` and one mining round at its N), with validation,
-               test scores and export
+               with ``mining.solver: sparse`` and one mining round at its N, submitted before
+               its first epoch and trained on in a second, so the round is used and timed),
+               with validation, test scores and export
     ensemble   the blend with the classifier on embeddings, the submission, summary and report
+    ensemble_blend  the same command again: the classifier is reused (its inputs are unchanged)
+               and the Optuna study starts afresh, so ensemble − ensemble_blend is the classifier
     report     ``whaleflow report`` alone (its page and galleries)
     identify   ``--identify`` (1,000) photos of other individuals against the grown catalogue
     enroll     ``--enroll`` (100) of them, half accepted as their first match, half as new
@@ -47,7 +50,7 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 HWI_INDIVIDUALS = 5004
-PHASES = ("synth", "prepare", "tune", "ensemble", "report", "identify", "enroll")
+PHASES = ("synth", "prepare", "tune", "ensemble", "ensemble_blend", "report", "identify", "enroll")
 #: phases whose algorithm grows faster than linearly by design, shown but not in exponent_max
 KNOWN_SUPERLINEAR: dict[str, str] = {}
 
@@ -59,13 +62,13 @@ train: {{seed: 0, device: cpu, eval_every: 1}}
 predict: {{flip_tta: true, store_topk_above: 200}}
 models:
   - {{name: siamese_tiny, family: siamese, backbone: wf_compactnet, head_layers: [32, 16], batch_size: 64,
-     augment: siamese, mining: {{solver: sparse, start: 0, every: 1, k: 50}},
-     stages: [{{size: 32, epochs: 1, lr: 0.001}}]}}
+     augment: siamese, mining: {{solver: sparse, start: 0, every: 2, k: 50}},
+     stages: [{{size: 32, epochs: 2, lr: 0.001}}]}}
   - {{name: metric_tiny, family: metric, backbone: wf_compactnet, embedding_dim: 64, batch_size: 64,
      p_individuals: 16, k_images: 4, augment: metric, stages: [{{size: 32, epochs: 1, lr: 0.001}}]}}
   - {{name: arcface_tiny, family: arcface, backbone: wf_compactnet, embedding_dim: 64, batch_size: 64,
      augment: metric, stages: [{{size: 32, epochs: 1, lr: 0.001}}]}}
-ensemble: {{trials: 60, folds: 3, classifier: {{enabled: true, pca_dim: 32, hidden: 128, epochs: 150}}}}
+ensemble: {{trials: 20, folds: 3, outer_folds: 3, classifier: {{enabled: true, pca_dim: 32, hidden: 128, epochs: 50}}}}
 ray: {{gpus_per_trial: 0, cpus_per_trial: 1, max_concurrent_trials: 1}}
 output: {{dir: {run}, quiet: true}}
 """
@@ -120,7 +123,7 @@ def tree_sample(root: int, cpu: dict[int, int]) -> int:
     return total
 
 
-def run_phase(cmd: list[str], log: Path, interval: float = 0.5) -> dict:
+def run_phase(cmd: list[str], log: Path, threads: int = 0, interval: float = 0.5) -> dict:
     """Run ``cmd`` niced; its wall seconds, CPU seconds and peak process-tree memory. Fails loudly.
 
     The machine is shared, so wall time depends on what else runs; CPU seconds of the tree do
@@ -128,6 +131,8 @@ def run_phase(cmd: list[str], log: Path, interval: float = 0.5) -> dict:
     reaped) and the sum of each descendant's last sampled CPU time (Ray's workers are reaped
     by the raylet), so they are a lower bound, short-lived processes between samples missed."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    if threads:  # on a loaded machine two spinning OpenMP threads burn CPU waiting for each other
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     peak, cpu, done = [0], {}, threading.Event()
     with open(log, "w") as out:
@@ -209,6 +214,7 @@ def rehearse(frac: float, base: Path, args, wf: list[str]) -> dict:
         "tune": ([*wf, "tune", "--config", str(cfg), "--quiet"], [run / "trials"]),
         "ensemble": ([*wf, "ensemble", "--config", str(cfg), "--local", "--quiet"],
                      [run / "ensemble", run / "trials" / "classifier", run / "submission.csv", run / "report"]),
+        "ensemble_blend": ([*wf, "ensemble", "--config", str(cfg), "--local", "--quiet"], [run / "ensemble"]),
         "report": ([*wf, "report", str(run)], [run / "report"]),
         "identify": ([*wf, "identify", str(run), str(photos_dir), "--out", str(d / "matches.csv"), "--boxes",
                       str(boxes), "--device", "cpu", "--quiet"], [d / "matches.csv", d / "matches.html"]),
@@ -222,20 +228,36 @@ def rehearse(frac: float, base: Path, args, wf: list[str]) -> dict:
                 else {"seconds": float("nan"), "cpu_seconds": float("nan"), "peak_bytes": 0}
         else:
             cmd, outs = steps[phase]
+        if phase == "ensemble_blend":  # the same blend again, its classifier reused: ensemble − this = classifier
+            (run / "ensemble" / "optuna.db").unlink()
         if phase == "enroll":
             decisions(d / "matches.csv", d / "decisions.csv", args.enroll)
         if cmd is not None:
-            prev = run_phase(cmd, d / f"{phase}.log")
+            prev = run_phase(cmd, d / f"{phase}.log", args.threads)
         res.setdefault("phases", {})[phase] = dict(prev, disk_bytes=disk(*outs))
         if phase == "synth":
             res["photos"] = int(sum(1 for p in (data / "train").iterdir()) + sum(1 for p in (data / "test").iterdir()))
         p = res["phases"][phase]
         print(f"  f={frac:g} {phase:9s} {p['seconds']:8.1f} s wall {p['cpu_seconds']:8.1f} s CPU "
               f"{p['peak_bytes'] / 2**30:6.2f} GB {p['disk_bytes'] / 2**20:8.1f} MB", flush=True)
-    res["trials"] = {t.name: json.loads((t / "result.json").read_text()) for t in sorted((run / "trials").iterdir())
-                     if (t / "result.json").exists()}
+    res["phases"].update(trial_rows(run / "trials"))
     (d / "result.json").write_text(json.dumps(res, indent=1, default=str))
     return res
+
+
+def trial_rows(trials: Path) -> dict[str, dict]:
+    """Inside ``tune``, from each trial's own files: its wall seconds (``result.json``: build,
+    epochs, validation, test scores, export) and the siamese mining solve (``metrics.csv``).
+    Wall only (CPU and memory are the phase's), so not in exponent_max."""
+    nan = float("nan")
+    out = {}
+    for t in sorted(trials.iterdir()):
+        if (t / "result.json").exists() and t.name != "classifier":
+            out[f"tune:{t.name}"] = {"seconds": json.loads((t / "result.json").read_text())["seconds"]}
+            m = pd.read_csv(t / "metrics.csv")
+            if "mining_seconds" in m and m["mining_seconds"].notna().any():
+                out[f"tune:{t.name} mining solve"] = {"seconds": float(m["mining_seconds"].max())}
+    return {k: dict(cpu_seconds=nan, peak_bytes=nan, disk_bytes=nan, **v) for k, v in out.items()}
 
 
 def slope(x, y) -> float:
@@ -257,8 +279,9 @@ def table(results: list[dict]) -> tuple[str, float, list[dict]]:
     lines = [f"| phase | {head} | CPU exp. (fit, last pair) | wall exp. | memory exp. | disk exp. |",
              "|---" * (5 + len(results)) + "|"]
     worst, fits = 0.0, []
-    for phase in PHASES:
-        ph = [r["phases"][phase] for r in results]
+    for phase in results[-1]["phases"]:
+        ph = [r["phases"].get(phase, {"seconds": float("nan"), "cpu_seconds": float("nan"),
+                                      "peak_bytes": float("nan"), "disk_bytes": float("nan")}) for r in results]
         sec, cpu, mem, dsk = ([p[k] for p in ph] for k in ("seconds", "cpu_seconds", "peak_bytes", "disk_bytes"))
         e_c, e_w, e_m, e_d = slope(n, cpu), slope(n, sec), slope(n, mem), slope(n, dsk)
         last = slope(n[-2:], cpu[-2:]) if len(n) > 1 else float("nan")
@@ -268,7 +291,7 @@ def table(results: list[dict]) -> tuple[str, float, list[dict]]:
         lines.append(f"| {name} | {cells} | {e_c:.2f}, {last:.2f} | {e_w:.2f} | {e_m:.2f} | {e_d:.2f} |")
         fits.append(dict(phase=phase, photos=n, seconds=sec, cpu_seconds=cpu, peak_bytes=mem, disk_bytes=dsk,
                          cpu_exp=e_c, cpu_exp_last=last, wall_exp=e_w, mem_exp=e_m, disk_exp=e_d))
-        if phase not in KNOWN_SUPERLINEAR and phase != "synth":
+        if phase not in KNOWN_SUPERLINEAR and phase != "synth" and ":" not in phase:
             worst = max([worst] + [e for e in (e_c, last, e_m) if np.isfinite(e)])
     return "\n".join(lines), worst, fits
 
@@ -281,6 +304,8 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=64)
     ap.add_argument("--identify", type=int, default=1000, help="new photos identify ranks")
     ap.add_argument("--enroll", type=int, default=100, help="of those, photos enroll adds")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP/MKL threads per command (0: their default; 1 on a shared, loaded machine)")
     args = ap.parse_args()
     base = Path(args.out).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -293,13 +318,10 @@ def main() -> int:
     text, worst, fits = table(results)
     (base / "fits.json").write_text(json.dumps(fits, indent=1))
     print(text)
-    for r in results:
-        trials = ", ".join(f"{k} {v.get('train_s', v.get('seconds', '?'))}" for k, v in r["trials"].items())
-        print(f"{r['photos']:,} photos, trials: {trials}")
     if KNOWN_SUPERLINEAR:
         print("left out of exponent_max: " + "; ".join(f"{k}: {v}" for k, v in KNOWN_SUPERLINEAR.items()))
     print(f"whole rehearsal {time.perf_counter() - t0:.0f} s; fits in {base / 'fits.json'}")
-    peak = max(p["peak_bytes"] for r in results for p in r["phases"].values())
+    peak = max(p["peak_bytes"] for r in results for k, p in r["phases"].items() if ":" not in k)
     print(f"scale_rehearsal: photos {results[-1]['photos']} exponent_max {worst:.2f} peak_rss_gb {peak / 2**30:.2f}")
     return 0
 
