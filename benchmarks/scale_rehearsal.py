@@ -223,6 +223,7 @@ def main() -> int:
     ap.add_argument("--enroll", type=int, default=100, help="of those, photos enroll adds")
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP/MKL threads per command (0: their default; 1 on a shared, loaded machine)")
+    ap.add_argument("--table-only", action="store_true", help="no runs: the table from each size's result.json")
     args = ap.parse_args()
     base = Path(args.out).resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -230,6 +231,9 @@ def main() -> int:
     t0 = time.perf_counter()
     results = []
     for frac in sorted(float(s) for s in args.sizes.split(",")):
+        if args.table_only:
+            results.append(json.loads((base / f"f{frac:g}" / "result.json").read_text()))
+            continue
         print(f"f={frac:g}: {round(HWI_INDIVIDUALS * frac)} individuals", flush=True)
         results.append(rehearse(frac, base, args, wf))
     text, worst, fits = table(results)
