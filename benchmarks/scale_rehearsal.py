@@ -1,8 +1,9 @@
 """The real commands at growing fractions of HWI size: seconds, memory and disk per phase, and how each grows.
 
 HWI holds 25,361 train + 7,960 test photos of 5,004 individuals. At each fraction ``f`` of
-``--sizes`` this writes ``whaleflow synth --individuals round(5004·f)`` (the generator gives
-about 7 photos per individual, so f = 1 is ≥ 33,000 photos of ≥ 5,004 individuals, at a small
+``--sizes`` this writes ``whaleflow synth --individuals round(5600·f)`` (the generator gives
+6.19 photos per individual on average, so f = 1 is about 34,700 photos (≥ HWI's 33,321 with
+room for the draw's spread) of 5,600 ≥ 5,004 individuals, at a small
 frame), then runs, each as its own ``whaleflow`` process:
 
     prepare    hashing, the duplicate graph, the split, the crop/grey cache
@@ -47,7 +48,7 @@ import pandas as pd
 
 from proc_tree import run_phase
 
-HWI_INDIVIDUALS = 5004
+HWI_INDIVIDUALS = 5600  # see the docstring: HWI's photo count at f = 1
 PHASES = ("synth", "prepare", "tune", "ensemble", "ensemble_blend", "report", "identify", "enroll")
 #: phases whose algorithm grows faster than linearly by design, shown but not in exponent_max
 KNOWN_SUPERLINEAR = {
@@ -218,7 +219,7 @@ def table(results: list[dict]) -> tuple[str, float, list[dict]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="0.25,0.5,1", help="fractions of HWI size (5,004 individuals)")
+    ap.add_argument("--sizes", default="0.25,0.5,1", help="fractions of HWI size (f × 5,600 individuals)")
     ap.add_argument("--out", default="runs/scale_rehearsal")
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--height", type=int, default=64)
