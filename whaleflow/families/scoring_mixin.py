@@ -28,6 +28,9 @@ from ..inference.topk import truth_indices, tune_threshold
 from ..inference.topk_scores import store_class_scores
 from ..labels import NEW_WHALE
 
+#: query × gallery cells scored at once (float32: 64 MB per intermediate), see score_queries_named
+SCORE_BLOCK_ELEMS = 1 << 24
+
 
 class ScoringMixin(abc.ABC):
     """Galleries, class scores, validation and export; see the module docstring."""
@@ -108,8 +111,21 @@ class ScoringMixin(abc.ABC):
     def score_queries_named(self, q_rows, g_rows, g_labels, classes: np.ndarray) -> np.ndarray:
         """Query × class scores (higher = more likely that individual) of cached rows against a
         gallery of cached rows; ``classes`` names the gallery's classes (a family with a head
-        over a fixed set of classes needs the names)."""
-        return self.score_views(self.row_views(q_rows), self.row_views(g_rows), g_labels, classes)
+        over a fixed set of classes needs the names).
+
+        Queries go through :meth:`score_views` in blocks of at most ``SCORE_BLOCK_ELEMS``
+        query × gallery-image cells: a family's intermediates (the siamese pair scores per
+        view, the k-NN cosines, their class-sorted copies) are queries × gallery images, and
+        at HWI size (7,960 test queries × 25,000 gallery photos) all queries at once held
+        several 800 MB arrays; block by block only the queries × classes result grows with
+        the query count. The gallery is embedded once."""
+        q_rows = np.asarray(q_rows)
+        g = self.row_views(g_rows)
+        out = np.empty((len(q_rows), len(classes)), np.float32)
+        step = max(1, SCORE_BLOCK_ELEMS // max(1, len(g_rows), len(classes)))
+        for a in range(0, len(q_rows), step):
+            out[a:a + step] = self.score_views(self.row_views(q_rows[a:a + step]), g, g_labels, classes)
+        return out
 
     def score_queries(self, q_rows, g_rows, g_labels, num_classes) -> np.ndarray:
         """:meth:`score_queries_named` for a gallery labelled 0 … num_classes − 1."""
