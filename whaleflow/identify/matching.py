@@ -94,13 +94,14 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
     Writes ``out`` (default ``matches.csv`` in the current folder) and, with ``page``,
     ``matches.html`` beside it; ``out=None, page=False`` writes nothing. Returns the matches.
     ``boxes``: a box CSV (``Image,x0,y0,x1,y1`` or any layout ``prepare`` reads) to crop
-    each photo as the run's training photos were cropped; without it whole photos are used.
+    each photo as the run's training photos were cropped; a photo it does not list gets a box
+    from the run's box model when the run learned one, else the whole photo is used.
     """
     run = run_dir if isinstance(run_dir, TrainedRun) else load_run(run_dir, device=device)
     if isinstance(photos, (str, Path)):
         photos = [photos]
     paths = list_photos(photos)
-    box_table = open_boxes(boxes)
+    box_table = open_boxes(boxes, run.run_dir, paths)
     prepared = prepare_photos(paths, size=run.size, sizes=run.sizes, boxes=box_table, box_margin=run.cfg.data.box_margin,
                               grayscale=run.cfg.prepare.grayscale, progress=progress)
     notes: list[str] = []

@@ -37,16 +37,19 @@ class CellHead(nn.Module):
     hundred boxes where a dense layer over the whole map overfits.
     """
 
-    def __init__(self, near: int, far: int, width: int = 48):
+    def __init__(self, near: int, far: int, width: int = 32, dropout: float = 0.2):
         super().__init__()
+        # whole feature channels dropped while training: a few hundred photos are memorised
+        # otherwise (fit IoU 0.98 against 0.75 held out without it)
+        self.drop = nn.Dropout2d(dropout)
         self.near_in = _conv(near, width, 1)
         self.far_in = _conv(far, width, 1)
         self.body = nn.Sequential(_conv(2 * width, width, 3), _conv(width, width, 3))
         self.out = nn.Conv2d(width, 6, 1)
 
     def forward(self, f: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = nn.functional.interpolate(self.far_in(g), size=f.shape[2:], mode="nearest")
-        o = self.out(self.body(torch.cat([self.near_in(f), g], dim=1))).flatten(2)  # (B, 6, cells)
+        g = nn.functional.interpolate(self.far_in(self.drop(g)), size=f.shape[2:], mode="nearest")
+        o = self.out(self.body(torch.cat([self.near_in(self.drop(f)), g], dim=1))).flatten(2)  # (B, 6, cells)
         h, w = f.shape[2:]
         ys, xs = torch.meshgrid((torch.arange(h, device=f.device) + 0.5) / h,
                                 (torch.arange(w, device=f.device) + 0.5) / w, indexing="ij")
@@ -67,7 +70,7 @@ class BoxNet(nn.Module):
     """
 
     def __init__(self, *, backbone: str = "efficientnet_lite0", pretrained: bool | str = True,
-                 frozen_stages: int = 5, canvas: tuple[int, int] = (128, 192), width: int = 48):
+                 frozen_stages: int = 5, canvas: tuple[int, int] = (128, 192), width: int = 32):
         super().__init__()
         if frozen_stages not in (4, 5):
             raise ConfigError(f"boxes.frozen_stages must be 4 or 5, got {frozen_stages}.")

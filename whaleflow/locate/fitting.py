@@ -80,7 +80,7 @@ def make_views(net: BoxNet, images, boxes, idx, *, views: int, augment: BoxAugme
 
 def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: str = "efficientnet_lite0",
                   pretrained: bool | str = True, frozen_stages: int = 5, canvas=(128, 192), epochs: int = 40,
-                  views: int = 8, batch_size: int = 64, lr: float = 1e-3, holdout: float = 0.2, seed: int = 0,
+                  views: int = 8, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, holdout: float = 0.2, seed: int = 0,
                   mirror: bool = False, augment: BoxAugment | None = None, progress: bool = False) -> BoxModel:
     """Train on grey ``images`` with their ``boxes`` (n, 4, image pixels); metrics: mean IoU on the
     held-out photos (``held_out_iou``), counts and seconds."""
@@ -97,7 +97,7 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
     feats, target = make_views(net, images, boxes, train, views=views, augment=augment or BoxAugment(),
                                canvas=canvas, rng=rng, progress=progress)
     t_views = time.perf_counter() - t0
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     steps = max(1, epochs * math.ceil(len(target) / batch_size))
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
