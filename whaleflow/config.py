@@ -73,8 +73,8 @@ class BoxesConfig:
     pretrained: Union[bool, str] = True
     frozen_stages: int = 5            # 5: the whole backbone frozen (head only); 4: the stride-32 stages train
     canvas: list[int] = field(default_factory=lambda: [128, 192])  # [height, width] the photo is letterboxed to
-    views: int = 8                    # augmented views of each listed photo (the first one plain)
-    epochs: int = 40
+    views: int = 12                   # augmented views of each listed photo (the first one plain)
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 0.001
     holdout: float = 0.2              # share of listed photos kept out to measure the model's IoU
