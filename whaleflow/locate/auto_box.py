@@ -1,9 +1,9 @@
 """Boxes without a single labelled box: where a pretrained network's features are strongest.
 
 ``data.boxes: auto``. The frozen ImageNet trunk of :class:`~whaleflow.locate.box_net.BoxNet`
-(EfficientNet-Lite0 to stride 16) looks at the letterboxed photo; the channel-wise L2
-norm of its feature map is an "objectness" map (ImageNet features fire on things, far
-less on open water or sky). The map is upsampled to the canvas, scaled to [0, 1],
+(EfficientNet-Lite0 to stride 16) looks at the letterboxed photo; each cell's distance
+from the mean feature vector of the map's border cells (the border is mostly background)
+is an "objectness" map. The map is upsampled to the canvas, scaled to [0, 1],
 thresholded, and the box is the bounding rectangle of the largest connected region,
 mapped back to the photo. The score is the contrast between the mean activation inside
 the box and outside it (0–1): a low score is a photo where nothing stood out.
@@ -66,6 +66,18 @@ class ActivationBoxer:
         score = float(a[inside].mean() - a[~inside].mean()) if (~inside).any() else 0.0
         return np.array([x, y, x + w, y + h], float), float(np.clip(score, 0.0, 1.0))
 
+    @staticmethod
+    def activation(f: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w): how far each cell's features are from the mean of the border cells.
+
+        The border of a wildlife photo is mostly background (sea, sky, grass); its mean
+        feature vector is a background model, and the animal is what differs from it.
+        (The plain feature norm fires on waves and glints too: its largest region was the
+        whole frame on synthetic flukes.)
+        """
+        border = torch.cat([f[:, :, 0], f[:, :, -1], f[:, :, 1:-1, 0], f[:, :, 1:-1, -1]], dim=2)
+        return (f - border.mean(dim=2)[:, :, None, None]).norm(dim=1, keepdim=True)
+
     def predict_pixels(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """(n, 5): x0, y0, x1, y1 in each grey image's pixels, and the score."""
         net, ch, cw = self._trunk(), *self.canvas
@@ -75,7 +87,7 @@ class ActivationBoxer:
             mats = [letterbox_matrix(im.shape[1], im.shape[0], tuple(self.canvas)) for im in chunk]
             canv = np.stack([warp(im, m, tuple(self.canvas)) for im, m in zip(chunk, mats)])
             with torch.inference_mode():
-                act = net.features(to_tensor(canv))[0].norm(dim=1, keepdim=True)  # the stride-16 map
+                act = self.activation(net.features(to_tensor(canv))[0])
                 act = torch.nn.functional.interpolate(act, size=(ch, cw), mode="bilinear", align_corners=False)
             for k, (im, m) in enumerate(zip(chunk, mats)):
                 box, score = self.box_from_map(act[k, 0].numpy())
