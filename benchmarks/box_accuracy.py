@@ -75,7 +75,7 @@ def run_variant(variant: str, args) -> dict:
         p = pd.read_csv(pred, dtype={"Image": str})
         t = pd.read_csv(data / "boxes.csv", dtype={"Image": str}).set_index("Image").loc[p["Image"]]
         iou = box_iou(p[["x0", "y0", "x1", "y1"]].to_numpy(float), t[["x0", "y0", "x1", "y1"]].to_numpy(float))
-        out["iou"] = {"photos": int(len(iou)), "mean": float(iou.mean()), "p10": float(np.percentile(iou, 10)),
+        out["iou"] = {"photos": len(iou), "mean": float(iou.mean()), "p10": float(np.percentile(iou, 10)),
                       "below_0.5": int((iou < 0.5).sum()),
                       "score_corr": float(np.corrcoef(iou, p["score"])[0, 1]) if len(iou) > 2 else None}
     return out
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     first = next(iter(res.values()))
     print("\n| method | " + " | ".join(f"{v} (val / test)" for v in res) + " |")
     print("|---|" + "---|" * len(res))
-    print(f"| frequency (new_whale + 4 most frequent) | " + " | ".join(f"– / {fmt(r['frequency'])}" for r in res.values()) + " |")
+    print("| frequency (new_whale + 4 most frequent) | " + " | ".join(f"– / {fmt(r['frequency'])}" for r in res.values()) + " |")
     print("| frozen Lite0 k-NN peer | " + " | ".join(f"{fmt(r['peer'][0])} / {fmt(r['peer'][1])}" for r in res.values()) + " |")
     for k, (name, _, _) in enumerate(first["models"]):
         print(f"| {name} | " + " | ".join(f"{fmt(r['models'][k][1])} / {fmt(r['models'][k][2])}"

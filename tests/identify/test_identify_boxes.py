@@ -44,6 +44,6 @@ def test_identify_crops_a_photo_it_has_no_box_for(run_copy, tmp_path):
 def test_without_a_box_model_an_unlisted_photo_stays_whole(run_copy, tmp_path):
     run, data = run_copy
     assert not (run / RUN_BOXER).exists()
-    photo = sorted((data / "test").iterdir())[0]
+    photo = min((data / "test").iterdir())
     m = identify(run, [photo], out=None, page=False, device="cpu")
     assert list(m.frame["box"]) == ["none"] and Path(photo).is_file()

@@ -5,7 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from whaleflow.locate.box_augment import BoxAugment, letterbox_matrix, transform_boxes, warp
+from whaleflow.locate.box_augment import (
+    BoxAugment,
+    letterbox_matrix,
+    transform_boxes,
+    warp,
+)
 
 CANVAS = (96, 144)
 NONE = BoxAugment(flip=0.0, scale=(1.0, 1.0), shift=0.0, rotate=0.0, light=0.0)

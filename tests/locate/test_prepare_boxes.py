@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from whaleflow.config import load_config
+from whaleflow.data.boxes import read_boxes
 from whaleflow.data.prepare import prepare
 from whaleflow.locate.box_source import check_listed
-from whaleflow.data.boxes import read_boxes
 
 # the smallest box model that is still the real thing: real Lite0 trunk, 2 epochs, 1 view
 FAST = ["boxes.min_train=20", "boxes.epochs=2", "boxes.views=1", "boxes.canvas=[64,96]"]
@@ -59,7 +59,7 @@ def test_too_few_boxes_keep_whole_frames(tiny_data, tmp_path):
 def test_bad_rows_are_one_line_each_naming_the_row(tiny_data, tmp_path):
     full = pd.read_csv(tiny_data / "boxes.csv")
     first = full["Image"][0]
-    path, _ = _cut(tiny_data, tmp_path, 25, extra=f"nowhere.jpg,1,2,30,40\n")
+    path, _ = _cut(tiny_data, tmp_path, 25, extra="nowhere.jpg,1,2,30,40\n")
     text = path.read_text().replace(f"{first},", f"{first}X,", 1)  # row 2 names no photo now
     lines = text.splitlines()
     a, b = lines[3].split(","), lines[4].split(",")

@@ -13,9 +13,9 @@ identification accuracy (see the README).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -56,7 +56,7 @@ class ActivationBoxer:
         lo, hi = float(act.min()), float(act.max())
         a = (act - lo) / (hi - lo) if hi > lo else np.zeros_like(act)
         mask = (a >= self.threshold).astype(np.uint8)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        n, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         if n <= 1:
             return np.array([0, 0, cw, ch], float), 0.0
         k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
@@ -104,7 +104,7 @@ class ActivationBoxer:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, saved: dict) -> "ActivationBoxer":
+    def load(cls, path: str | Path, saved: dict) -> ActivationBoxer:
         s = saved["settings"]
         return cls(backbone=s["backbone"], canvas=tuple(s["canvas"]),
                    threshold=float(s["threshold"]))

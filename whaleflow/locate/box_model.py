@@ -12,9 +12,10 @@ weights, the network's settings, the fit's metrics) read back with
 """
 from __future__ import annotations
 
+import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,7 @@ class BoxModel:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, saved: dict | None = None) -> "BoxModel":
+    def load(cls, path: str | Path, saved: dict | None = None) -> BoxModel:
         saved = saved if saved is not None else read_model_file(path)
         settings = saved["settings"]
         # the saved weights replace the ImageNet ones; building with the same `pretrained` still
@@ -112,7 +113,7 @@ def read_model_file(path: str | Path) -> dict:
                         fix="fit one with `whaleflow boxes fit DATA --boxes CSV --out MODEL`.")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, AttributeError) as exc:
         raise DataError(f"cannot read the box model ({type(exc).__name__}: {str(exc)[:100]}).", file=path,
                         fix="fit it again with `whaleflow boxes fit`.") from None
     if not isinstance(saved, dict) or "format" not in saved:

@@ -16,7 +16,7 @@ the worst crops can be shown first.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import ConfigError
 from ..models.backbones import InputNorm, build_backbone

@@ -100,7 +100,7 @@ def resolve_boxes(cfg, photos: pd.DataFrame, box_file: Path | None, run_dir: Pat
     return out, {"learned": True, "reused": reused, "predictions_reused": pred_reused, "listed": len(usable),
                  "trained_on": m.get("trained_on"), "held_out": m.get("held_out"),
                  "held_out_iou": m.get("held_out_iou"), "held_out_iou_min": m.get("held_out_iou_min"),
-                 "predicted": int(len(pred)), "mean_score": float(pred["score"].mean()) if len(pred) else None,
+                 "predicted": len(pred), "mean_score": float(pred["score"].mean()) if len(pred) else None,
                  "fit_seconds": m.get("seconds"), "fit_cpu_seconds": m.get("cpu_seconds"),
                  "model": str(RUN_BOXER), "file": PREDICTED_CSV}
 
@@ -129,7 +129,7 @@ def _predict_or_reuse(model, key: str, todo: pd.DataFrame, pdir: Path, seed: int
         return pd.read_csv(out, dtype={"Image": str}, keep_default_na=False), True
     pred, _skipped = model.predict(todo["path"].tolist(), todo["image"].tolist(), progress=progress)
     write_csv(out, pred)
-    write_json(meta, {"key": pkey, "rows": int(len(pred))})
+    write_json(meta, {"key": pkey, "rows": len(pred)})
     return pred, False
 
 
@@ -143,7 +143,7 @@ def _auto(cfg, photos: pd.DataFrame, run_dir: Path, pdir: Path, progress: bool):
     boxes = {r.Image: (r.x0, r.y0, r.x1, r.y1, k + 2) for k, r in enumerate(pred.itertuples(index=False))}
     table = Boxes(str(pdir / PREDICTED_CSV), boxes, [], _digest("auto", pred.to_csv(index=False)),
                   set(), set(boxes))
-    return table, {"learned": False, "auto": True, "predictions_reused": reused, "predicted": int(len(pred)),
+    return table, {"learned": False, "auto": True, "predictions_reused": reused, "predicted": len(pred),
                    "mean_score": float(pred["score"].mean()) if len(pred) else None,
                    "model": str(RUN_BOXER), "file": PREDICTED_CSV}
 

@@ -5,8 +5,8 @@ Both kinds answer ``predict(paths, names)`` with ``Image,x0,y0,x1,y1,score`` row
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..data.boxes import Boxes
 from ..errors import DataError

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -124,7 +124,7 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
     ious = box_iou(model.predict_pixels([images[i] for i in held])[:, :4], boxes[held]) if len(held) else []
     model.metrics = {"train_iou": round(fit_iou, 4), "held_out_iou": float(np.mean(ious)) if len(held) else None,
                      "held_out_iou_min": float(np.min(ious)) if len(held) else None,
-                     "trained_on": int(len(train)), "held_out": int(len(held)), "epochs": int(epochs),
+                     "trained_on": len(train), "held_out": len(held), "epochs": int(epochs),
                      "views": int(views), "seconds_views": round(t_views, 1),
                      "seconds": round(time.perf_counter() - t0, 1),
                      # CPU time of all threads: on a shared machine the honest measure of the cost

@@ -7,10 +7,9 @@ the IoU of its own box, so sorting by it puts the likely failures on top.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from .gallery import _tile, thumbnail_uri
 from .html import esc, note
@@ -19,18 +18,18 @@ from .html import esc, note
 SHOWN = 16
 
 
-def _drawn(path: str, box) -> Optional[Image.Image]:
+def _drawn(path: str, box) -> Image.Image | None:
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
-    except Exception:  # a photo moved since prepare: the tile says "no image", the report still builds
+    except (OSError, UnidentifiedImageError, ValueError):  # a photo moved since prepare: the tile says "no image", the report still builds
         return None
     width = max(2, round(max(im.size) / 150))
     ImageDraw.Draw(im).rectangle([float(v) for v in box], outline=(255, 64, 32), width=width)
     return im
 
 
-def predicted_boxes_html(prepared_dir: Path, index: Optional[pd.DataFrame], shown: int = SHOWN) -> str:
+def predicted_boxes_html(prepared_dir: Path, index: pd.DataFrame | None, shown: int = SHOWN) -> str:
     """Tiles of the ``shown`` lowest-scoring predicted boxes, or '' when the run predicted none."""
     path = Path(prepared_dir) / "boxes_predicted.csv"
     if not path.is_file():
