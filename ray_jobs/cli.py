@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_identify_parsers(sub)
 
+    from whaleflow.locate.cli import add_parsers as add_boxes_parsers
+
+    add_boxes_parsers(sub)
+
     p = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic data (CPU)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
@@ -206,8 +210,10 @@ COMMANDS = {
 def main(argv=None) -> int:
     from whaleflow.errors import WhaleflowError
     from whaleflow.identify.cli import COMMANDS as IDENTIFY_COMMANDS
+    from whaleflow.locate.cli import COMMANDS as BOXES_COMMANDS
 
     COMMANDS.update(IDENTIFY_COMMANDS)
+    COMMANDS.update(BOXES_COMMANDS)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

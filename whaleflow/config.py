@@ -48,7 +48,10 @@ class SyntheticConfig:
 class DataConfig:
     root: str | None = None          # Kaggle/Happywhale-layout folder; None → synthetic
     previous_root: str | None = None  # an earlier labelled release, for label mapping
-    boxes: str | None = None          # box CSV: Image,x0,y0,x1,y1
+    # box CSV (Image,x0,y0,x1,y1): listed photos are cropped to their box, the others to a box the
+    # box model learns from the listed ones (section boxes:); "auto": every photo to a box found
+    # without labels (whaleflow.locate.auto_box); None: whole frames
+    boxes: str | None = None
     box_margin: float = 0.05          # fraction of the box size added on each side
     strict: bool = False              # corrupt images are an error instead of skipped
     # a folder on this node's local disk for copies: with an s3:// or gs:// output.dir each node's
@@ -57,6 +60,32 @@ class DataConfig:
     # None → a URI run mirrors under $TMPDIR/whaleflow, a path run reads the caches in place
     local_cache_dir: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True)
+class BoxesConfig:
+    """The box model (:mod:`whaleflow.locate`): learned from ``data.boxes`` when it lists at least
+    ``min_train`` photos but not all, then used for the rest (and by ``identify``)."""
+
+    min_train: int = 100              # fewer listed boxes: unlisted photos stay whole frames
+    learn: bool = True                # false: never learn a box model (unlisted photos stay whole)
+    backbone: str = "efficientnet_lite0"
+    pretrained: Union[bool, str] = True
+    frozen_stages: int = 5            # 5: the whole backbone frozen (head only); 4: the stride-32 stages train
+    canvas: list[int] = field(default_factory=lambda: [128, 192])  # [height, width] the photo is letterboxed to
+    views: int = 12                   # augmented views of each listed photo (the first one plain)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.001
+    holdout: float = 0.2              # share of listed photos kept out to measure the model's IoU
+    mirror: bool = False              # also predict on the mirrored photo and average (twice the cost)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.min_train < 2 or not 0.0 <= self.holdout < 1.0 or self.views < 1 or len(self.canvas) != 2:
+            raise ConfigError(f"boxes: min_train must be ≥ 2, holdout in [0, 1), views ≥ 1 and canvas "
+                              f"[height, width]; got min_train={self.min_train}, holdout={self.holdout}, "
+                              f"views={self.views}, canvas={self.canvas}.")
 
 
 @dataclass(frozen=True)
@@ -201,6 +230,7 @@ class OutputConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    boxes: BoxesConfig = field(default_factory=BoxesConfig)
     models: list[ModelConfig] = field(default_factory=lambda: [ModelConfig()])
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)

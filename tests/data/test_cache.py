@@ -74,7 +74,7 @@ def test_boxes_crop_and_are_counted(tmp_path):
     boxes.write_text("Image,x0,y0,x1,y1\nim0.png,30,15,90,45\nim1.png,90,15,30,45\n"
                      "im2.png,-10,15,90,45\nim3.png,500,500,600,600\n")
     c = build_cache(items, tmp_path / "cache", size=32, boxes=boxes, box_margin=0.0)
-    assert c.meta["boxes"] == {"box": 1, "clamped": 1, "missing": 2, "invalid": 2, "none": 0}
+    assert c.meta["boxes"] == {"box": 1, "predicted": 0, "clamped": 1, "missing": 2, "invalid": 2, "none": 0}
     assert (np.asarray(c.images[0]) == 250).all()  # cropped exactly to the bright block
     problems = pd.read_csv(c.dir / "box_problems.csv")
     assert sorted(problems["image"]) == ["im1.png", "im3.png"]

@@ -51,6 +51,7 @@ class Boxes:
     problems: list[dict] = field(default_factory=list)        # image, row, message
     digest: str = ""                                          # sha256 of the file's bytes
     bad: set = field(default_factory=set)                     # images whose row is unreadable
+    predicted: set = field(default_factory=set)               # images whose box a box model predicted
 
     def get(self, image: str):
         return self.boxes.get(image)
@@ -169,7 +170,8 @@ def crop_window(box, width: int, height: int, margin: float) -> tuple[int, int, 
 def crop_image(img: np.ndarray, image: str, boxes: Boxes | None, margin: float):
     """Crop ``img`` to its box. Returns (pixels, status, problem or None).
 
-    status: 'box' (cropped), 'clamped' (cropped, box partly outside), 'missing' (no box:
+    status: 'box' (cropped), 'predicted' (cropped to a box model's box, :mod:`whaleflow.locate`),
+    'clamped' (cropped, box partly outside), 'missing' (no box:
     whole frame), 'invalid' (impossible box: whole frame, problem says why), 'none'
     (no box file at all).
     """
@@ -183,4 +185,6 @@ def crop_image(img: np.ndarray, image: str, boxes: Boxes | None, margin: float):
     if status == "invalid":
         return img, "invalid", _problem(boxes.file, box[4], image, why)
     a0, b0, a1, b1 = crop_window(box, w, h, margin)
+    if image in boxes.predicted:
+        return img[b0:b1, a0:a1], "predicted", None
     return img[b0:b1, a0:a1], ("box" if status == "ok" else "clamped"), None

@@ -163,7 +163,7 @@ def build_cache(items: pd.DataFrame, root: str | Path, *, size, boxes: str | Pat
                         strict=strict, workers=workers, progress=progress, keep=keep)[0]
 
 
-def build_caches(items: pd.DataFrame, root: str | Path, *, sizes, boxes: str | Path | None = None,
+def build_caches(items: pd.DataFrame, root: str | Path, *, sizes, boxes: str | Path | Boxes | None = None,
                  box_margin: float = 0.05, grayscale: bool = True, strict: bool = False,
                  workers: int = 2, progress: bool = False, keep: int = 2) -> list[Cache]:
     """One cache per size in ``sizes`` (in that order), each built as :func:`build_cache` would.
@@ -173,9 +173,10 @@ def build_caches(items: pd.DataFrame, root: str | Path, *, sizes, boxes: str | P
     384 and 672 pays one decode, not two. Caches already in ``root`` are reused; the
     caches of this call always stay, older ones go beyond ``keep`` in all. Every cache
     holds the same images in the same rows (a skip is a decode failure, whatever the size).
+    ``boxes``: a box file, or a :class:`Boxes` table already read (listed + predicted boxes).
     """
     root = Path(root)
-    box_table = read_boxes(boxes) if boxes else None
+    box_table = boxes if isinstance(boxes, Boxes) else read_boxes(boxes) if boxes else None
     shapes = list(dict.fromkeys(size_hw(s) for s in sizes))
     keys = [cache_key(items, size=hw, boxes_digest=box_table.digest if box_table else None,
                       box_margin=box_margin, grayscale=grayscale) for hw in shapes]
@@ -227,7 +228,7 @@ def _build(items: pd.DataFrame, targets: list[tuple[Path, tuple[int, int], str]]
             return exc
 
     meta_rows, skipped, problems = [], [], []
-    counts = {"box": 0, "clamped": 0, "missing": 0, "invalid": 0, "none": 0}
+    counts = {"box": 0, "predicted": 0, "clamped": 0, "missing": 0, "invalid": 0, "none": 0}
     ok = np.zeros(n, dtype=bool)
     what = "caching images" + (f" at {', '.join(f'{h}×{w}' for h, w in sizes)}" if len(sizes) > 1 else "")
     for i, res in enumerate(parallel_map(work, range(n), workers=workers, progress=progress, description=what)):

@@ -38,6 +38,7 @@ from .local_cache import on_network_filesystem
 from .dedup import find_duplicates, hash_images, write_reports
 from .prepared import Prepared, load_prepared, open_prepared  # noqa: F401  (load_prepared: re-exported)
 from .relabel import map_labels, write_mapping
+from ..locate.box_source import box_model_line, resolve_boxes
 from .split import split_summary, split_train, write_split
 
 log = logging.getLogger("whaleflow.data")
@@ -93,8 +94,11 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     sizes = cache_sizes(cfg)
     cache_root = pdir / "cache"
     existing = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
+    boxes, box_model = resolve_boxes(cfg, items, _boxes_path(cfg, catalog.root), Path(out_dir), pdir,
+                                     progress=progress)
+    t_boxes = time.perf_counter()
     caches = build_caches(items[["image", "split", "path"]], cache_root, sizes=sizes,
-                          boxes=_boxes_path(cfg, catalog.root), box_margin=cfg.data.box_margin,
+                          boxes=boxes, box_margin=cfg.data.box_margin,
                           grayscale=pc.grayscale, strict=cfg.data.strict, progress=progress,
                           workers=_threads(), keep=2 * len(sizes))
     cache = caches[0]  # the largest: what the report's thumbnails read
@@ -152,7 +156,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
         "warnings": warnings,
         "relabel": relabel_summary,
         "boxes": {**cache.meta["boxes"], "problems": cache.meta["box_problems"],
-                  "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"]},
+                  "file": cache.meta["boxes_file"], "margin": cache.meta["box_margin"], "model": box_model},
         "cache": {"dir": str(cache.dir.relative_to(pdir)), "size": list(size), "images": int(cache.meta["n"]),
                   "reused": cache.dir.name in existing, "bytes": cache_bytes(cache)},
         "caches": [{"dir": str(c.dir.relative_to(pdir)), "size": list(c.shape), "bytes": cache_bytes(c),
@@ -162,7 +166,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
                      "hold_out_new": pc.hold_out_new, "val_sampling": pc.val_sampling,
                      "folds": pc.folds, "seed": pc.seed, "grayscale": pc.grayscale},
         "seconds": {"hash": round(t_hash - t0, 3), "dedup": round(t_dedup - t_hash, 3),
-                    "cache": round(t_cache - t_dedup, 3), "split": round(time.perf_counter() - t_cache, 3),
+                    "boxes": round(t_boxes - t_dedup, 3), "cache": round(t_cache - t_boxes, 3), "split": round(time.perf_counter() - t_cache, 3),
                     "total": round(time.perf_counter() - t0, 3)},
     }
     write_csv(pdir / "box_problems.csv", pd.read_csv(cache.dir / "box_problems.csv", dtype=str,
@@ -205,8 +209,11 @@ def format_summary(s: dict, pdir: Path | None = None) -> str:
     lines += [f"warning: {w}" for w in s.get("warnings", [])]
     b = s["boxes"]
     if b.get("file"):
-        lines.append(f"boxes: {b['box']} cropped, {b['clamped']} clamped, {b['missing']} without a box, "
-                     f"{b['invalid']} impossible ({b['problems']} listed in box_problems.csv)")
+        lines.append(f"boxes: {b['box']} cropped, {b.get('predicted', 0)} to a predicted box, {b['clamped']} clamped, "
+                     f"{b['missing']} without a box, {b['invalid']} impossible ({b['problems']} listed in "
+                     "box_problems.csv)")
+    if b.get("model"):
+        lines.append(box_model_line(b["model"]))
     c = s["cache"]
     parts = []
     for e in s.get("caches") or [c]:

@@ -116,7 +116,7 @@ def enroll(run_dir: str | Path | TrainedRun, decisions: str | Path, *, boxes: st
             result.skipped.append({"image": r["image"], "path": r["path"], "reason": "already in the gallery"})
         else:
             todo.append(r)
-    photos = prepare_photos([Path(r["path"]) for r in todo], size=run.size, sizes=run.sizes, boxes=open_boxes(boxes),
+    photos = prepare_photos([Path(r["path"]) for r in todo], size=run.size, sizes=run.sizes, boxes=open_boxes(boxes, run.run_dir, [Path(r["path"]) for r in todo]),
                             box_margin=run.cfg.data.box_margin, grayscale=run.cfg.prepare.grayscale, progress=progress)
     readable = set(photos.paths)
     for r in todo:

@@ -137,7 +137,8 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
     Writes ``out`` (default ``matches.csv`` in the current folder) and, with ``page``,
     ``matches.html`` beside it; ``out=None, page=False`` writes nothing. Returns the matches.
     ``boxes``: a box CSV (``Image,x0,y0,x1,y1`` or any layout ``prepare`` reads) to crop
-    each photo as the run's training photos were cropped; without it whole photos are used.
+    each photo as the run's training photos were cropped; a photo it does not list gets a box
+    from the run's box model when the run learned one, else the whole photo is used.
     ``encounters`` (an ``image,encounter`` CSV) or ``encounter_gap`` (seconds between EXIF
     times) match the photos of one sighting together: one row per encounter in ``out``,
     the photos' rows in ``<out>_photos.csv``, fused the ``encounter_fusion`` way (:mod:`.encounters`). ``auto_accept_fmr``: accept
@@ -153,7 +154,7 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
     if isinstance(photos, (str, Path)):
         photos = [photos]
     paths = list_photos(photos)
-    box_table = open_boxes(boxes)
+    box_table = open_boxes(boxes, run.run_dir, paths)
     prepared = prepare_photos(paths, size=run.size, sizes=run.sizes, boxes=box_table, box_margin=run.cfg.data.box_margin,
                               grayscale=run.cfg.prepare.grayscale, progress=progress)
     notes: list[str] = []

@@ -74,8 +74,16 @@ def photo_names(paths: Sequence[Path]) -> list[str]:
     return [str(p) if counts[n] > 1 else n for p, n in zip(paths, names)]
 
 
-def open_boxes(path: str | Path | None) -> Boxes | None:
-    return read_boxes(path) if path else None
+def open_boxes(path: str | Path | None, run_dir: str | Path | None = None, photos: Sequence[Path] = ()) -> Boxes | None:
+    """The box file (or None), plus, when ``run_dir`` holds a box model (``box_model/model.pt``,
+    written by ``prepare``), a predicted box for each of ``photos`` the file does not list: new
+    photos are cropped as the run's own unlisted photos were."""
+    table = read_boxes(path) if path else None
+    if run_dir is None:
+        return table
+    from ..locate.boxer import with_run_boxes
+
+    return with_run_boxes(run_dir, photos, table)
 
 
 def prepare_photos(paths: Sequence[Path], *, size: tuple[int, int], boxes: Boxes | None, box_margin: float,

@@ -9,6 +9,7 @@ from typing import Optional
 import pandas as pd
 
 from .artifacts import RunArtifacts
+from .boxes_section import predicted_boxes_html
 from .html import esc, figure, fmt, key_values, note, notes_list, section, seconds, table
 
 
@@ -35,14 +36,19 @@ def data_section(art: RunArtifacts, figs: dict[str, str]) -> str:
     b, c = d.get("boxes") or {}, d.get("cache") or {}
     extra = [("image cache", f"{fmt(c.get('images'))} images at {c.get('size', '?')} px")]
     if b.get("file"):
-        extra += [("cropped to a box", fmt(b.get("box"))), ("without a box", fmt(b.get("missing"))),
-                  ("impossible boxes", fmt(b.get("invalid")))]
+        extra += [("cropped to a box", fmt(b.get("box"))), ("cropped to a predicted box", fmt(b.get("predicted", 0))),
+                  ("without a box", fmt(b.get("missing"))), ("impossible boxes", fmt(b.get("invalid")))]
+    m = b.get("model") or {}
+    if m.get("learned"):
+        extra.append(("box model: mean IoU on held-out listed boxes",
+                      f"{fmt(m.get('held_out_iou'), 3)} ({fmt(m.get('held_out'))} photos)"))
     extra.append(("prepare took", seconds((d.get("seconds") or {}).get("total"))))
     blocks.append(("Boxes and cache", extra))
     parts = ['<div class="grid2">' + "".join(f"<div><h3>{esc(t)}</h3>{key_values(kv)}</div>" for t, kv in blocks)
              + "</div>"]
     if "data" in figs:
         parts.append(figure(figs["data"], "data split", width=860))
+    parts.append(predicted_boxes_html(art.prepared_dir, art.index))
     for title, frame in (("Leaks: test images that duplicate a training image", art.leaks),
                          ("Near-duplicate groups", art.duplicates), ("Label conflicts", art.conflicts)):
         parts.append(_frame_details(title, frame))

@@ -1,0 +1,139 @@
+"""Fit a :class:`~whaleflow.locate.box_model.BoxModel` on the photos a box file lists.
+
+A few hundred boxes are all a field user will draw, and the fit must take minutes on a
+laptop, so the recipe is built for that:
+
+* each training photo gives ``views`` augmented views (the first one plain), made once:
+  flip, scale, shift and small rotation moving the box with the image
+  (:class:`~whaleflow.locate.box_augment.BoxAugment`), plus light and contrast;
+* the frozen trunk of the ImageNet backbone runs once per view and its feature maps are
+  kept; every epoch then trains only the tail and the head on them (AdamW, short
+  warm-up, cosine decay), so 40 epochs cost about as much as two full passes;
+* a share of the listed photos (``holdout``) is kept out and the fitted model's mean IoU
+  on them is its honest score.
+
+Photos are shrunk to at most twice the canvas once (the augmentation never zooms in
+further than that).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..progress import progress_bar
+from .box_augment import BoxAugment, letterbox_matrix, transform_boxes, warp
+from .box_model import BoxModel, build_net, to_tensor
+from .box_net import BoxNet, box_loss
+from .iou import box_iou
+
+
+def shrink(img: np.ndarray, box, canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The photo at most twice the canvas on each side, and its box scaled with it."""
+    ch, cw = canvas
+    s = min(1.0, 2 * cw / img.shape[1], 2 * ch / img.shape[0])
+    box = np.asarray(box, dtype=np.float64)[:4]
+    if s >= 1.0:
+        return img, box
+    small = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                       interpolation=cv2.INTER_AREA)
+    return small, box * np.array([small.shape[1] / img.shape[1], small.shape[0] / img.shape[0]] * 2)
+
+
+def split_holdout(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: ``holdout`` of ``n`` (at least one when n ≥ 10, else none)."""
+    order = np.random.default_rng([seed, 25]).permutation(n)
+    k = max(1, round(holdout * n)) if n >= 10 and holdout > 0 else 0
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+def make_views(net: BoxNet, images, boxes, idx, *, views: int, augment: BoxAugment, canvas,
+               rng: np.random.Generator, batch: int = 64, progress: bool = False):
+    """Frozen features (a tuple of (n·views, C, h, w) maps) and canvas-fraction targets (n·views, 4) of the
+    augmented views of ``images[idx]``; view 0 of each photo is the plain letterbox."""
+    ch, cw = canvas
+    pixels, targets = [], []
+    for v in range(views):
+        for i in idx:
+            base = letterbox_matrix(images[i].shape[1], images[i].shape[0], canvas)
+            if v == 0:
+                pixels.append(warp(images[i], base, canvas))
+                targets.append(transform_boxes(boxes[i], base, canvas)[0])
+            else:
+                x, y = augment.sample(images[i], boxes[i], base, canvas, rng)
+                pixels.append(x)
+                targets.append(y)
+    feats: list[tuple[torch.Tensor, ...]] = []
+    with progress_bar(len(pixels), "box model: features of the views", quiet=not progress, unit="views") as bar, \
+            torch.inference_mode():
+        for s in range(0, len(pixels), batch):
+            feats.append(tuple(t.clone() for t in net.features(to_tensor(np.stack(pixels[s:s + batch])))))
+            bar.advance(min(batch, len(pixels) - s))
+    target = torch.from_numpy(np.stack(targets) / np.array([cw, ch, cw, ch])).float()
+    return tuple(torch.cat(level) for level in zip(*feats)), target
+
+
+def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: str = "efficientnet_lite0",
+                  pretrained: bool | str = True, frozen_stages: int = 5, canvas=(128, 192), epochs: int = 30,
+                  views: int = 12, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, holdout: float = 0.2, seed: int = 0,
+                  mirror: bool = False, augment: BoxAugment | None = None, progress: bool = False) -> BoxModel:
+    """Train on grey ``images`` with their ``boxes`` (n, 4, image pixels); metrics: mean IoU on the
+    held-out photos (``held_out_iou``), counts and seconds."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    canvas = tuple(int(v) for v in canvas)
+    pairs = [shrink(im, b, canvas) for im, b in zip(images, boxes)]
+    images, boxes = [p[0] for p in pairs], np.stack([p[1] for p in pairs])
+    train, held = split_holdout(len(images), holdout, seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 26])
+    settings = {"backbone": backbone, "pretrained": pretrained, "frozen_stages": int(frozen_stages),
+                "canvas": list(canvas), "mirror": bool(mirror)}
+    net = build_net(settings)
+    feats, target = make_views(net, images, boxes, train, views=views, augment=augment or BoxAugment(),
+                               canvas=canvas, rng=rng, progress=progress)
+    t_views = time.perf_counter() - t0
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    steps = max(1, epochs * math.ceil(len(target) / batch_size))
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
+    with progress_bar(epochs, "fitting the box model", quiet=not progress, unit="epochs") as bar:
+        for _ in range(epochs):
+            net.train()
+            order = torch.from_numpy(rng.permutation(len(target)))
+            for s in range(0, len(order), batch_size):
+                chunk = order[s:s + batch_size]
+                if len(chunk) < 2:  # batch norm needs two samples
+                    continue
+                pred, quality = net.head_forward(tuple(f[chunk] for f in feats))
+                loss = box_loss(pred, quality, target[chunk])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            bar.advance()
+    model = BoxModel(net.eval(), settings)
+    with torch.inference_mode():  # the plain views (the first of each photo): how well it fits what it saw
+        plain = net.head_forward(tuple(f[:len(train)] for f in feats))[0]
+    fit_iou = float(np.mean(box_iou(plain.double().numpy(), target[:len(train)].double().numpy())))
+    ious = box_iou(model.predict_pixels([images[i] for i in held])[:, :4], boxes[held]) if len(held) else []
+    model.metrics = {"train_iou": round(fit_iou, 4), "held_out_iou": float(np.mean(ious)) if len(held) else None,
+                     "held_out_iou_min": float(np.min(ious)) if len(held) else None,
+                     "trained_on": len(train), "held_out": len(held), "epochs": int(epochs),
+                     "views": int(views), "seconds_views": round(t_views, 1),
+                     "seconds": round(time.perf_counter() - t0, 1),
+                     # CPU time of all threads: on a shared machine the honest measure of the cost
+                     "cpu_seconds": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads()}
+    return model
+
+
+def read_listed(paths: Sequence[str | Path]) -> list[np.ndarray]:
+    """Decode the listed photos in grey (errors are the caller's to catch)."""
+    from ..data.images import read_gray
+
+    return [read_gray(p) for p in paths]
