@@ -63,7 +63,7 @@ def photo_aspect(root: str | Path, boxes: Path | None = None) -> float:
     from .data.catalog import load_catalog
     from .data.images import image_size
 
-    if boxes is not None:
+    if boxes is not None and Path(boxes).is_file():  # not for data.boxes: auto (no file to read)
         ratios = [(x1 - x0) / (y1 - y0) for x0, y0, x1, y1, _ in read_boxes(boxes).boxes.values()
                   if x1 > x0 and y1 > y0]
         if ratios:
