@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 def child(args) -> None:
     import torch
 
-    import whaleflow.families.scoring as scoring
+    import whaleflow.families.scoring_mixin as scoring
     from whaleflow.config import load_config
     from whaleflow.data.synthetic import generate_synthetic
     from whaleflow.pipeline import run_prepare

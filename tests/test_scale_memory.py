@@ -27,7 +27,7 @@ def test_queries_are_scored_in_blocks_with_the_same_scores(tiny_data, prepared, 
     """Every family's scoring sees at most SCORE_BLOCK_ELEMS query × gallery cells at once
     (all test queries against the whole gallery held several 800 MB arrays at HWI size),
     and the blocked scores are the unblocked ones."""
-    import whaleflow.families.scoring as scoring
+    import whaleflow.families.scoring_mixin as scoring
 
     cfg = _cfg(tiny_data, tmp_path, family)
     task = build_task(cfg, cfg.models[0], prepared)
