@@ -6,6 +6,7 @@ once, not once per process), sampled twice a second; Linux only.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -31,12 +32,10 @@ def _children() -> dict[int, list[int]]:
 
 def _pss(pid: int) -> int:
     """Proportional set size in bytes (shared pages split between their users); RSS as a fallback."""
-    try:
+    with contextlib.suppress(OSError):  # no smaps_rollup (old kernel, process gone): RSS below
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
