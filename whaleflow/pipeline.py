@@ -23,7 +23,7 @@ from .config import Config, ConfigError, dump_config
 from .io import write_json
 from .labels import NEW_WHALE
 from .storage import NOT_MIRRORED, RunStore
-from .test_bins import test_bins
+from .answered_bins import test_bins
 
 #: what the ensemble writes into the run folder (pushed as a whole when the run folder is a URI)
 ENSEMBLE_OUTPUTS = ("ensemble", "submission.csv", "trials/classifier")
