@@ -64,8 +64,9 @@ def test_review_page_records_clicks_and_exports_what_enroll_reads(run_copy, tmp_
     assert found, "the page's script did not run"
     got = json.loads(html.unescape(found.group(1)))
     assert all(w > 0 for w in got["images"]) and len(got["images"]) >= 4 * 2
-    margins = m.frame.set_index("image").loc[got["order"], "margin"].tolist()
-    assert margins == sorted(margins), "least certain first"
+    # least certain first: by the calibrated probability that the top candidate is right
+    certainty = m.frame.set_index("image").loc[got["order"], "p_correct"].tolist()
+    assert certainty == sorted(certainty), "least certain first"
     assert got["count"] == "3"
     assert got["status"][:3] == [f"accepted {got['accepted']}", "new individual zz_page_new", "skipped"]
     decisions = pd.read_csv(io.StringIO(got["csv"]), dtype=str, keep_default_na=False)

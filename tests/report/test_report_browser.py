@@ -58,7 +58,7 @@ def test_report_opens_in_headless_chromium(fake_run, tmp_path):
     found = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
                        .replace("&amp;", "&"))
     assert found["title"] == "whaleflow run report"
-    assert found["sections"] == 6
+    assert found["sections"] == 8  # models, ensemble, gallery sizes, how sure, curves, failures, data, run
     images = found["images"]
     assert len(images) == n_img
     broken = [im for im in images if not im["complete"] or im["w"] == 0]
