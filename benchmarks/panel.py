@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from whaleflow.data.split import query_ids
-from whaleflow.inference import ClassScores, aggregate_by_class, predict_labels, tune_threshold
+from whaleflow.answered_bins import ranked_labels
+from whaleflow.inference import aggregate_by_class, predict_labels, tune_threshold
 from whaleflow.inference.topk import truth_indices
 from whaleflow.labels import NEW_WHALE
 from whaleflow.metrics import map_at_k, map_at_k_by_bin
@@ -122,10 +123,8 @@ def model_predictions(run_dir: Path) -> dict[str, tuple[float, dict[str, list[st
             continue
         result = json.loads(result_path.read_text())
         thr = result.get("threshold")
-        cs = ClassScores.load(test_path)
-        pred = predict_labels(cs.scores, cs.classes, thr if thr is not None else -np.inf)
         out[f"{trial.name} ({result.get('family', '?')})"] = (float(result.get("val_map5", np.nan)),
-                                                              dict(zip(map(str, cs.images), pred)))
+                                                              ranked_labels(test_path, thr if thr is not None else -np.inf))
     return out
 
 

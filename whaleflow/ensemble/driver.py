@@ -231,11 +231,11 @@ def run_ensemble(
     test_pred = test_space.predict_labels(blended_test, test_threshold, k=min(5, len(test_classes)))
     top1 = blended_test.max(axis=1) if blended_test.shape[1] else np.zeros(len(test_images), np.float32)
     write_csv(ens_dir / "test_top.csv", pd.DataFrame({  # what pseudo-labelling picks from
-        "image": test_images, "label": test_space.top_labels(blended_test),
+        "image": test_images, "label": (top_labels := test_space.top_labels(blended_test)),
         "score": top1, "new_first": top1 < np.float32(test_threshold)}))
-    estimate, val_sizes = run_estimate(cfg, run_dir, outer, val_images, truth_idx, test_space.top_labels(blended_test),
+    estimate, val_sizes = run_estimate(cfg, run_dir, outer, val_images, truth_idx, top_labels,
                                        val_new_first=new_first_share(blended_val, threshold),
-                                       test_new_first=new_first_share(blended_test, test_threshold))
+                                       test_new_first=new_first_share(blended_test, test_threshold), mix=mix)
     per_bin = (model_bins(mats_val, truth_idx, [tuning.single_threshold[n] for n in names], val_sizes)
                if val_sizes is not None else [None] * len(names))
     if estimate:

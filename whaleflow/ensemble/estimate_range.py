@@ -130,16 +130,20 @@ def _bin_text(b: int) -> str:
 
 
 def run_estimate(cfg, run_dir, outer, val_images: np.ndarray, truth_idx: np.ndarray, test_top: list[str], *,
-                 val_new_first: float, test_new_first: float) -> tuple[dict, np.ndarray | None]:
+                 val_new_first: float, test_new_first: float, mix=None) -> tuple[dict, np.ndarray | None]:
     """The run's range (:func:`estimate_range`) and each validation query's gallery size
-    (None without a readable split): what the ensemble driver writes into summary.json."""
+    (None without a readable split): what the ensemble driver writes into summary.json.
+    ``mix``: the run's :class:`~.gallery_mix.GalleryMix` when the driver already built it
+    (``ensemble.test_mix: gallery``); otherwise it is read from the split here."""
     from pathlib import Path
 
     from .gallery_mix import mix_from_split
 
     truth_idx = np.asarray(truth_idx)
-    mix = mix_from_split(Path(run_dir) / "prepared" / "split.csv", val_images, truth_idx != -1,
-                         val_gallery=cfg.predict.val_gallery, chunks=cfg.predict.val_chunks, seed=cfg.train.seed)
+    if mix is None:
+        mix = mix_from_split(Path(run_dir) / "prepared" / "split.csv", val_images, truth_idx != -1,
+                             val_gallery=cfg.predict.val_gallery, chunks=cfg.predict.val_chunks,
+                             seed=cfg.train.seed)
     if mix is None or mix.val_sizes is None:
         return {}, None
     if outer is None or outer.query_ap is None:
