@@ -82,3 +82,27 @@ def test_split_keeps_query_and_gallery_ids():
     s = FamilyTask._split(_index(), "val")
     assert isinstance(s, Split)
     assert list(s.ids).count(NEW_WHALE) == 3 and "w9" in set(s.gallery_ids)
+
+
+def test_the_gallery_plan_gives_every_query_the_gallery_the_families_score_it_against():
+    """whaleflow.data.gallery_plan (used outside the families, e.g. by local-feature matching)
+    and FamilyTask.test_like_val_scores agree photo for photo, and the test gallery holds every
+    labelled photo, held-out individuals under their own ids."""
+    from whaleflow.data.gallery_plan import GalleryPlan
+
+    index = _index()
+    task = Recording(index)
+    task.test_like_val_scores(chunks=3)
+    plan = GalleryPlan(index, "test_like", chunks=3, seed=0)
+    image_of = dict(zip(index["row"], index["image"]))
+    for queries, gallery in task.galleries:
+        chunks = {plan.val_chunk(image_of[r]) for r in queries}
+        assert len(chunks) == 1
+        images, ids = plan.val_gallery_of(chunks.pop())
+        assert set(images) == {image_of[r] for r in gallery}
+        assert NEW_WHALE not in set(ids) and "w9" not in set(ids)
+    t_images, t_ids = plan.test_gallery()
+    labelled = index[index["role"].isin(["train", "val"]) & (index["id"] != NEW_WHALE)]
+    assert set(t_images) == set(labelled["image"]) and "w9" in set(t_ids)
+    train_only = GalleryPlan(index, "train", chunks=3, seed=0)
+    assert set(train_only.val_gallery_of(0)[0]) == set(index["image"][index["role"] == "train"])

@@ -162,6 +162,31 @@ class ClassifierConfig:
 
 
 @dataclass(frozen=True)
+class LocalMatchConfig:
+    """Local-feature verification as a model of the blend (whaleflow.local.blend_stage): each
+    query's shortlisted classes matched keypoint for keypoint (SIFT/ORB + RANSAC inliers)."""
+
+    enabled: bool = False
+    kind: str = "sift"                # sift | orb
+    shortlist: int = 10               # each model's best classes per query that are verified
+    photos_per_class: int = 3         # gallery photos matched per shortlisted class (a seeded choice)
+    n_features: int = 400             # keypoints per photo
+    max_side: int = 384               # crops shrunk to this longer side first
+    ratio: float = 0.8                # Lowe's ratio test
+    workers: int | None = None        # matching threads; None → 2
+
+    def __post_init__(self):
+        if self.kind not in ("sift", "orb"):
+            raise ConfigError(f"ensemble.local_match.kind must be sift or orb, got {self.kind!r}.")
+        if self.shortlist < 1 or self.photos_per_class < 1 or self.n_features < 8 or self.max_side < 32:
+            raise ConfigError("ensemble.local_match: shortlist and photos_per_class must be ≥ 1, n_features ≥ 8, "
+                              f"max_side ≥ 32 (got {self.shortlist}, {self.photos_per_class}, {self.n_features}, "
+                              f"{self.max_side}).")
+        if not 0.0 < self.ratio < 1.0:
+            raise ConfigError(f"ensemble.local_match.ratio must be in (0, 1), got {self.ratio}.")
+
+
+@dataclass(frozen=True)
 class EnsembleConfig:
     trials: int = 60                  # Optuna trials for blend weights + threshold
     folds: int = 3
@@ -175,6 +200,7 @@ class EnsembleConfig:
     test_mix: str = "gallery"
     weigh_choice: bool = False  # the weights also choose the blend and the threshold (not only the estimate)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    local_match: LocalMatchConfig = field(default_factory=LocalMatchConfig)
 
     def __post_init__(self):
         if self.test_mix not in ("gallery", "validation"):

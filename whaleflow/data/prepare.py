@@ -97,6 +97,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     boxes, box_model = resolve_boxes(cfg, items, _boxes_path(cfg, catalog.root), Path(out_dir), pdir,
                                      progress=progress)
     t_boxes = time.perf_counter()
+    _write_crop_boxes(pdir / "crop_boxes.csv", boxes)
     caches = build_caches(items[["image", "split", "path"]], cache_root, sizes=sizes,
                           boxes=boxes, box_margin=cfg.data.box_margin,
                           grayscale=pc.grayscale, strict=cfg.data.strict, progress=progress,
@@ -269,6 +270,13 @@ def _load_catalog(cfg: Config, out_dir: Path, progress: bool):
             generate_synthetic(root, individuals=syn.individuals, seed=syn.seed,
                                width=syn.image_width, height=syn.image_height, layout=syn.layout)
     return catalog_for(root, cfg, progress)
+
+
+def _write_crop_boxes(path: Path, boxes) -> None:
+    """The box every photo is cropped to (listed or predicted; none: whole frames), for the
+    stages that read the original photos again (local-feature verification)."""
+    rows = [(im, *b[:4]) for im, b in sorted(boxes.boxes.items())] if boxes is not None else []
+    write_csv(path, pd.DataFrame(rows, columns=["image", "x0", "y0", "x1", "y1"]))
 
 
 def _boxes_path(cfg: Config, root) -> Path | None:

@@ -43,6 +43,7 @@ from .estimate_range import model_bins, run_estimate
 from .outer import outer_estimate
 from .gallery_mix import mix_text, run_gallery_mix
 from .score_space import build_space, fit_normalizer, truth_of
+from ..local.local_trial import LOCAL_NAME, build_local_trial
 from .tune import RankedTopK, tune_blend
 
 __all__ = ["TrialArtifacts", "find_trials", "run_ensemble", "apply_duplicates"]
@@ -73,8 +74,8 @@ def find_trials(run_dir: str | Path, include_classifier: bool = False) -> tuple[
     if not trials_dir.is_dir():
         return found, notes
     for d in sorted(p for p in trials_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if d.name == CLASSIFIER_NAME and not include_classifier:
-            continue
+        if d.name in (CLASSIFIER_NAME, LOCAL_NAME) and not include_classifier:
+            continue  # rebuilt by each ensemble run when enabled
         res = d / "result.json"
         if not res.is_file():
             notes.append(f"trial {d.name}: unfinished (no result.json), left out")
@@ -130,6 +131,13 @@ def run_ensemble(
     if outcome.trial_dir is not None:
         trials.append(TrialArtifacts(CLASSIFIER_NAME, outcome.trial_dir,
                                      json.loads((outcome.trial_dir / "result.json").read_text())))
+    if ecfg.local_match.enabled and trials:
+        local_dir, local_res = build_local_trial(cfg, run_dir, trials)
+        notes.append(f"local-feature verification ({ecfg.local_match.kind}): each model's top "
+                     f"{ecfg.local_match.shortlist} classes per query matched against up to "
+                     f"{ecfg.local_match.photos_per_class} photos each, {local_res['photos']} photos, "
+                     f"{local_res['feature_seconds'] + local_res['match_seconds']:.0f} s")
+        trials.append(TrialArtifacts(LOCAL_NAME, local_dir, local_res))
     if not trials:
         raise DataError("no finished trial to blend.", file=run_dir / "trials",
                         fix="train at least one model (whaleflow tune) before the ensemble.")
@@ -153,6 +161,8 @@ def run_ensemble(
     refit = {CLASSIFIER_NAME}  # models whose test scores come from another fit than their validation scores
     if cfg.train.final_fit:
         for i, t in enumerate(trials):
+            if t.name == LOCAL_NAME:
+                continue  # verified against every labelled photo already: nothing to refit
             path = final_test_scores(run_dir, t.name) if t.name != CLASSIFIER_NAME else None
             if path is None and t.name != CLASSIFIER_NAME:
                 notes.append(f"trial {t.name}: no finished final fit; its test scores are the validated trial's")
@@ -166,7 +176,8 @@ def run_ensemble(
         used = sorted(refit - {CLASSIFIER_NAME})
         if used:
             notes.append(f"test scores from the final fits (train + val) of {', '.join(used)}")
-    norms = {t.name: fit_normalizer(v) for t, v in zip(trials, vals)}
+    # local-feature scores are log counts: never read as probabilities
+    norms = {t.name: fit_normalizer(v, logit=False if t.family == "local" else None) for t, v in zip(trials, vals)}
     test_norms = {t.name: fit_normalizer(s, logit=norms[t.name].logit) if t.name in refit and len(s.images)
                   else norms[t.name] for t, s in zip(trials, tests)}
     val_space, mats_val = build_space(vals, [norms[t.name] for t in trials], val_images)

@@ -65,7 +65,7 @@ def _uncertainty(scores: list[float], labels: list[str], threshold: float) -> fl
 
 
 def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False, calibration=None,
-                    keep_logprobs: bool = False) -> tuple[pd.DataFrame, list[str]]:
+                    keep_logprobs: bool = False, crops: Sequence | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Score already prepared photos; the rows of ``matches.csv`` and notes. With a
     :class:`~whaleflow.identify.calibration.Calibration`, each row gets ``p_correct`` and,
     with ``keep_logprobs``, the frame's ``attrs["logprobs"]`` holds every photo's outcome
@@ -79,7 +79,9 @@ def identify_photos(run: TrainedRun, photos: Photos, *, progress: bool = False, 
         for start in range(0, len(photos), CHUNK):
             sl = slice(start, start + CHUNK)
             names = photos.images[sl]
-            scored = score_batch(run, photos.pixels[sl], names, dups, {k: v[sl] for k, v in photos.by_size.items()})
+            crop = crops[sl] if crops is not None else [None] * len(names)
+            scored = score_batch(run, photos.pixels[sl], names, dups, {k: v[sl] for k, v in photos.by_size.items()},
+                                 sources=(photos.paths[sl], crop))
             col = {c: i for i, c in enumerate(scored.classes)}
             classes = scored.classes
             logp = calibration.logprobs(scored.blended, run.threshold) if calibration is not None else None
@@ -172,8 +174,10 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
         encounter_of, more = encounters_by_gap(prepared.images, prepared.paths, encounter_gap)
         notes.extend(more)
     calibration = load_calibration(run.run_dir)
+    crops = [box_table.get(im) if box_table is not None and st in ("box", "clamped", "predicted") else None
+             for im, st in zip(prepared.images, prepared.boxes)]  # what local-feature matching reads again
     frame, more = identify_photos(run, prepared, progress=progress, calibration=calibration.calibration,
-                                  keep_logprobs=encounter_of is not None)
+                                  keep_logprobs=encounter_of is not None, crops=crops)
     notes.extend(more)
     result = Matches(frame, prepared.skipped, prepared.pixels, notes, calibration=calibration)
     if encounter_of is not None:

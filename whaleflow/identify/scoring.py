@@ -29,6 +29,7 @@ from ..ensemble.driver import apply_duplicates
 from ..inference import ClassScores, predict_labels
 from ..inference.impute import impute_columns
 from ..labels import NEW_WHALE
+from ..local.local_trial import LOCAL_NAME
 from .trained_run import TrainedRun
 
 
@@ -72,19 +73,28 @@ def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.nda
 
 
 def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
-                duplicates: dict[str, list[str]] | None = None, by_size: dict | None = None) -> Scored:
+                duplicates: dict[str, list[str]] | None = None, by_size: dict | None = None,
+                sources: tuple[Sequence[str], Sequence] | None = None) -> Scored:
     """Score prepared photos (n, H, W) against the run's gallery with its tuned blend
-    (``by_size``: the same photos at each of the run's cache sizes)."""
+    (``by_size``: the same photos at each of the run's cache sizes; ``sources``: their files
+    and crop boxes, which a blend with local-feature verification reads again)."""
     images = np.asarray(images, str)
     q = {f.name: f.vectors(pixels, by_size) for f in run.families}
     per_model: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in run.names:
+        if name == LOCAL_NAME:
+            continue  # after the others: it verifies their shortlists
         if name == CLASSIFIER_NAME:
             emb = {s: run.family(run.classifier.input_of(s)).embedding(q[run.classifier.input_of(s)])
                    for s in run.classifier.sources}
             per_model[name] = run.classifier.class_scores(emb)
         else:
             per_model[name] = run.family(name).class_scores(q[name])
+    if LOCAL_NAME in run.names:
+        if sources is None or run.local is None:
+            raise ValueError("this run blends local-feature verification: score_batch needs the photos' files")
+        others = [ClassScores(s, images, np.asarray(c, str)) for s, c in per_model.values()]
+        per_model[LOCAL_NAME] = run.local.class_scores(images, sources[0], sources[1], others)
     classes = np.array(sorted(set().union(*(map(str, c) for _, c in per_model.values()))))
     mats, covered, uncovered = [], [], {}
     for name in run.names:

@@ -30,6 +30,8 @@ from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling, known_classes
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
+from ..local.gallery_matcher import GalleryMatcher
+from ..local.local_trial import LOCAL_NAME
 from ..final_fit import final_dir, final_prepared
 from ..storage import NOT_MIRRORED, RunStore, is_uri
 from .gallery import Enrolled, TrialGallery, load_trial_gallery
@@ -105,6 +107,7 @@ class TrainedRun:
     threshold: float
     enrolled: Enrolled
     store: RunStore | None = None          # the bucket the run came from (enroll pushes its gallery there)
+    local: object | None = None            # whaleflow.local.GalleryMatcher when the blend verifies local features
 
     @property
     def size(self) -> tuple[int, int]:
@@ -212,7 +215,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
     final = set(blend.get("final_fit") or [])
     families = [_load_family(cfg, final_prepared(prepared), final_dir(run_dir, n), enrolled) if n in final
                 else _load_family(cfg, prepared, run_dir / "trials" / n, enrolled)
-                for n in names if n != CLASSIFIER_NAME]
+                for n in names if n not in (CLASSIFIER_NAME, LOCAL_NAME)]
     if not families:
         raise DataError("the blend holds no trained family model.", file=run_dir / "ensemble" / "weights.json",
                         fix=_FIX_EXPORT)
@@ -231,4 +234,14 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
     return TrainedRun(run_dir, cfg, prepared, families, classifier, names,
                       {n: float(blend["weights"][n]) for n in names},
                       {n: ScoreNormalizer.from_dict(norms[n]) for n in names},
-                      float(blend.get("test_threshold", blend["threshold"])), enrolled, store)
+                      float(blend.get("test_threshold", blend["threshold"])), enrolled, store,
+                      _local_matcher(cfg, run_dir) if LOCAL_NAME in names else None)
+
+
+def _local_matcher(cfg: Config, run_dir: Path) -> GalleryMatcher:
+    """The local-feature matcher with the settings the blend's local scores were made with."""
+    res = run_dir / "trials" / LOCAL_NAME / "result.json"
+    if not res.is_file():
+        raise DataError("the blend verifies local features but their result is missing.", file=res,
+                        fix="rerun `whaleflow ensemble` for this run.")
+    return GalleryMatcher(cfg, run_dir / "prepared", json.loads(res.read_text()).get("settings"))
