@@ -8,7 +8,6 @@ features; the caller counts it.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..data.boxes import crop_window
+from ..data.cache import parallel_map
 from ..data.images import CorruptImage, read_gray
 
 __all__ = ["Features", "FeatureExtractor", "KINDS"]
@@ -85,6 +85,5 @@ class FeatureExtractor:
         """Features per image name for ``(image, path, box or None)`` items, on ``workers`` threads
         (OpenCV releases the GIL while it detects)."""
         items = list(items)
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            feats = list(pool.map(lambda it: self.from_file(it[1], it[2], margin), items))
+        feats = parallel_map(lambda it: self.from_file(it[1], it[2], margin), items, workers=workers)
         return {it[0]: f for it, f in zip(items, feats)}

@@ -20,12 +20,12 @@ import dataclasses
 import hashlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..data.cache import parallel_map
 from ..data.gallery_plan import GalleryPlan
 from ..inference.topk_scores import TopKScores, load_class_scores, store_class_scores
 from ..io import write_json
@@ -112,8 +112,7 @@ def local_scores(queries: list[str], short: list[set[str]], galleries, classes: 
         a, b = feats.get(qg[0]), feats.get(qg[1])
         return 0 if a is None or b is None else count_inliers(a, b, norm=extractor.norm, ratio=ratio)
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        found = dict(zip(unique, pool.map(one, unique, chunksize=32)))
+    found = dict(zip(unique, parallel_map(one, unique, workers=workers)))
     best: list[dict[int, float]] = [{} for _ in queries]
     for row, c, q, g in pairs:
         best[row][c] = max(best[row].get(c, 0.0), float(np.log1p(found[(q, g)])))
