@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whaleflow.identify.calibration import (Calibration, fit_isotonic, fit_temperature, outcome_logprobs, pav,
+from whaleflow.identify.calibration import (Calibration, accepts, fit_isotonic, fit_temperature, outcome_logprobs, pav,
                                             reliability, top_right, wilson)
 
 
@@ -34,6 +34,64 @@ def test_isotonic_steps_equal_a_brute_force_binning_of_hand_made_scores():
     # between blocks the lower step holds; below the first, the first
     assert steps(0.3) == pytest.approx(3 / 12) and steps(-5.0) == pytest.approx(3 / 12)
     assert steps(5.0) == pytest.approx(40 / 42)
+
+
+def _minmax_isotonic(num, den):
+    """Brute-force isotonic regression of the rates num/den (weights den): the fitted value at i
+    is max over j <= i of min over l >= i of the pooled rate of j..l (no PAV involved)."""
+    n = len(num)
+    return np.array([max(min(num[j:l + 1].sum() / den[j:l + 1].sum() for l in range(i, n)) for j in range(i + 1))
+                     for i in range(n)])
+
+
+def _runs(values):
+    """Start indices of the maximal runs of equal values."""
+    return np.flatnonzero(np.r_[True, ~np.isclose(values[1:], values[:-1], rtol=0, atol=1e-12)])
+
+
+def _brute_force_steps(feature, correct):
+    """fit_isotonic's answer, by brute force: bin equal features, min-max isotonic rates, one
+    block per run of equal fitted rates, each shrunk to (k+1)/(n+2), then a weighted min-max
+    pass (weights n + 2) over the shrunk blocks; per distinct feature its step."""
+    ux = np.unique(feature)
+    k = np.array([correct[feature == x].sum() for x in ux], float)
+    n = np.array([(feature == x).sum() for x in ux], float)
+    starts = _runs(_minmax_isotonic(k, n))
+    bk, bn = np.add.reduceat(k, starts), np.add.reduceat(n, starts)
+    shrunk = (bk + 1) / (bn + 2)
+    final = _minmax_isotonic(shrunk * (bn + 2), bn + 2)
+    return ux, np.repeat(final, np.diff(np.r_[starts, len(ux)]))
+
+
+def test_isotonic_steps_equal_a_brute_force_pav_on_hand_made_scores():
+    """Hand-made runs of right answers (ties in the rate) must pool into one block, as the
+    brute-force min-max isotonic fit pools them; before the fix each right answer of a run
+    stayed a block of one at 2/3, so the top step could never pass 0.67."""
+    rng = np.random.default_rng(5)
+    cases = [np.r_[0, 1, 0, 1, np.ones(20)], np.r_[np.zeros(5), np.ones(3), 0, np.ones(8)],
+             np.r_[1, 1, 0, 0, 1, 1, 1, 0, 1, 1]]
+    cases += [(rng.random(30) < rng.random()).astype(float) for _ in range(15)]
+    for right in cases:
+        feature = np.sort(rng.random(len(right)))
+        feature[3:6] = feature[3]  # a tie in the feature: one bin
+        ux, expect = _brute_force_steps(feature, right)
+        steps = fit_isotonic(feature, right)
+        np.testing.assert_allclose(steps(ux), expect, atol=1e-12)
+        assert np.all(np.diff(steps.values) > 0)  # maximal blocks: no two equal steps
+        assert steps.counts.sum() == len(right) and steps.right.sum() == right.sum()
+
+
+def test_a_run_of_98_right_answers_at_the_top_states_a_one_percent_rate():
+    """(k + 1) / (k + 2) >= 0.99 needs k >= 98 right answers in a row at the top."""
+    rng = np.random.default_rng(6)
+    low = (rng.random(100) < 0.5).astype(float)
+    low[-1] = 0  # the run at the top is exactly `run` long
+    for run, ok in ((97, False), (98, True), (300, True)):
+        feature, right = np.linspace(0, 1, 100 + run), np.r_[low, np.ones(run)]
+        top = fit_isotonic(feature, right)(1.0)
+        assert top == pytest.approx((run + 1) / (run + 2))
+        assert bool(accepts(top, 0.01)) is ok
+    assert not accepts(float("nan"), 0.5)
 
 
 def test_shrunk_rates_that_dip_are_pooled_again():

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..labels import NEW_WHALE
+from .calibration import accepts
 from .encounter_matches import SEP
 
 DECISION_COLUMNS = ["image", "path", "decision", "id", "encounter", "p_correct"]
@@ -44,8 +45,7 @@ def _stem(name: str) -> str:
 
 def accepted_mask(units: pd.DataFrame, rate: float) -> np.ndarray:
     """Which rows (photos or encounters) the rate accepts."""
-    p = pd.to_numeric(units["p_correct"], errors="coerce").to_numpy(float)
-    return np.nan_to_num(1 - p, nan=np.inf) <= rate
+    return accepts(pd.to_numeric(units["p_correct"], errors="coerce").to_numpy(float), rate)
 
 
 def auto_decisions(units: pd.DataFrame, accepted: np.ndarray) -> pd.DataFrame:

@@ -30,19 +30,33 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-__all__ = ["Calibration", "IsotonicSteps", "fit_isotonic", "fit_temperature", "outcome_logprobs", "pav",
+__all__ = ["Calibration", "IsotonicSteps", "accepts", "fit_isotonic", "fit_temperature", "outcome_logprobs", "pav",
            "reliability", "wilson"]
+
+TIE = 1e-12  # pooled means are float averages: equal rates may differ in the last bit
+
+
+def accepts(p_correct, rate: float) -> np.ndarray:
+    """Whether a calibrated ``p_correct`` meets a false-match rate: ``1 - p <= rate``, up to
+    float rounding (99 right of 99 + 1 shrunk is exactly 0.99, and 1 - 0.99 > 0.01 in floats).
+    NaN (no calibration) never does."""
+    p = np.asarray(p_correct, float)
+    return np.nan_to_num(1 - p, nan=np.inf) <= rate + 1e-9
 
 
 def pav(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool adjacent violators on ``y`` (already in feature order) with weights ``w``:
-    (block start indices, block means, block weights); means are non-decreasing."""
+    (block start indices, block means, block weights); means strictly increase.
+
+    Neighbours with *equal* means are pooled too (maximal blocks): a run of right answers
+    must become one block of n, whose shrunk rate (n + 1) / (n + 2) can reach 0.99, not n
+    blocks of one at 2/3 each — without that no false-match rate under 1/3 is ever statable."""
     starts, means, weights = [], [], []
     for i, (v, wi) in enumerate(zip(np.asarray(y, float), np.asarray(w, float))):
         starts.append(i)
         means.append(v)
         weights.append(wi)
-        while len(means) > 1 and means[-2] > means[-1]:  # a violation: pool the last two blocks
+        while len(means) > 1 and means[-2] >= means[-1] - TIE:  # a violation (or a tie): pool the last two blocks
             wsum = weights[-2] + weights[-1]
             means[-2] = (means[-2] * weights[-2] + means[-1] * weights[-1]) / wsum
             weights[-2] = wsum

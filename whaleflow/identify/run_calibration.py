@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import write_json
-from .calibration import Calibration, reliability, top_right, wilson
+from .calibration import Calibration, accepts, reliability, top_right, wilson
 
 CALIBRATION = Path("ensemble") / "calibration.json"
 FOLDS = 5
@@ -83,7 +83,7 @@ class RunCalibration:
     def fmr_check(self, rate: float) -> dict:
         """What ``--auto-accept-fmr rate`` did on the held-out folds: accepted share, the false
         matches among them and their rate with a 95 % Wilson interval."""
-        accepted = (1 - self.oof_p) <= rate
+        accepted = accepts(self.oof_p, rate)
         n, wrong = int(accepted.sum()), int((accepted & ~self.oof_right).sum())
         lo, hi = wilson(wrong, n)
         return {"rate": rate, "queries": int(len(self.oof_p)), "accepted": n,
