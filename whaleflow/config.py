@@ -122,6 +122,13 @@ class TrainConfig:
     # after each validated trial, retrain it on train + val for its best epoch count and predict the
     # test set with that fit (whaleflow.final_fit); validation scores stay the validated trial's
     final_fit: bool = False
+    # clip the gradients' global L2 norm to this before each optimizer step (None: off)
+    grad_clip: float | None = None
+
+    def __post_init__(self):
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip must be a positive number or null (off), got {self.grad_clip!r}. "
+                              "Fix: e.g. train.grad_clip=1.0, or remove the key.")
 
 
 @dataclass(frozen=True)

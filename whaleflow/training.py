@@ -51,6 +51,8 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
         payload["train"].pop(key, None)
     payload["data"].pop("local_cache_dir", None)  # where a node keeps copies, not what it learns
     payload["train"].pop("final_fit", None)  # a validated trial is the same with or without a final fit
+    if payload["train"].get("grad_clip") is None:  # off, as before the key existed: old trials stay finished
+        payload["train"].pop("grad_clip", None)
     payload["model"] = to_dict(model_cfg)
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.device import autocast, prepare_model
+from ..engine.device import prepare_model
+from ..engine.step import full_precision
 from ..inference import aggregate_by_class
 from ..inference.impute import impute_columns
 from ..losses.arcface_loss import SubCenterArcFaceLoss, dynamic_margins
@@ -123,20 +124,16 @@ class ArcFaceTask(FamilyTask):
         self.head.train()
         rows = self.splits["train"].rows
         steps = -(-len(rows) // max(2, self.cfg.batch_size))
-        total = torch.zeros((), device=self.device)
-        batches = 0
         specs = ((rows[pos], flips, labels) for pos, flips, labels in self._epoch_batches(epoch))
-        for step, (x, y) in enumerate(self.train_batches(epoch, specs, total=steps)):
-            self._set_lr(self.lr_factor(epoch, step, steps))
-            with autocast(self.device):
-                emb = self.model(x)
-            loss = self.head(emb.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()  # summed on the device, read once per epoch
-            batches += 1
-        return {"loss": float(total) / max(batches, 1)}
+        return self.run_steps(self.train_batches(epoch, specs, total=steps),
+                              before_step=lambda step: self._set_lr(self.lr_factor(epoch, step, steps)))
+
+    def compute_loss(self, batch) -> torch.Tensor:
+        """The margin head's loss of the batch's embeddings, in float32."""
+        x, y = batch
+        emb = self.model(x)
+        with full_precision(self.device):
+            return self.head(emb.float(), y)
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])

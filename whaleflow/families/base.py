@@ -28,6 +28,7 @@ import torch
 
 from ..config import ModelConfig, PredictConfig, StageConfig, TrainConfig, size_hw
 from ..engine.device import autocast, resolve_device, to_device_images
+from ..engine.step import run_steps
 from ..engine.trainer import ModelTask
 from ..progress import progress
 from .scoring_mixin import ScoringMixin
@@ -136,6 +137,16 @@ class FamilyTask(ScoringMixin, ModelTask):
             self._loader = BatchLoader(self.caches, self.augment, workers=self.workers,
                                        prefetch=self.train_cfg.prefetch, pin_memory=self.device.type == "cuda")
         return self._loader
+
+    def run_steps(self, batches: Iterable[Any], before_step: Callable[[int], None] | None = None) -> dict[str, float]:
+        """An epoch of the shared trainer step (:mod:`whaleflow.engine.step`) over ``batches`` with this
+        family's ``compute_loss``; returns ``{"loss": mean}``."""
+        return run_steps(self.optimizer, self.compute_loss, batches, self.device,
+                         grad_clip=self.train_cfg.grad_clip, before_step=before_step)
+
+    def compute_loss(self, batch: Any) -> torch.Tensor:
+        """The loss of one training batch (run by the shared step under autocast); trainable families define it."""
+        raise NotImplementedError(f"{type(self).__name__} trains nothing (no compute_loss).")
 
     def train_batches(self, epoch: int, batches: Iterable[tuple[np.ndarray, np.ndarray, Any]], *,
                       total: int) -> Iterator[tuple[torch.Tensor, Any]]:

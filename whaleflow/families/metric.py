@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.device import autocast, prepare_model
+from ..engine.device import prepare_model
+from ..engine.step import full_precision
 from ..inference import centroid_scores, class_centroids
 from ..models.backbones import build_backbone
 from ..models.embedding import EmbeddingNet
@@ -49,19 +50,15 @@ class MetricTask(FamilyTask):
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         self.model.train()
         rows = self.splits["train"].rows
-        total = torch.zeros((), device=self.device)
-        batches = 0
         specs = ((rows[pos], flips, vlabels) for pos, flips, vlabels in self.sampler.epoch(epoch))
-        for x, y in self.train_batches(epoch, specs, total=len(self.sampler)):
-            with autocast(self.device):
-                emb = self.model(x)
-            loss = self.loss(emb.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()  # summed on the device, read once per epoch
-            batches += 1
-        return {"loss": float(total) / max(batches, 1)}
+        return self.run_steps(self.train_batches(epoch, specs, total=len(self.sampler)))
+
+    def compute_loss(self, batch) -> torch.Tensor:
+        """The metric loss (mined in-batch) of the batch's embeddings, in float32."""
+        x, y = batch
+        emb = self.model(x)
+        with full_precision(self.device):
+            return self.loss(emb.float(), y)
 
     def end_epoch(self, epoch, val_map5):
         self.scheduler.step()

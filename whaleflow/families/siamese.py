@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..engine.device import autocast, prepare_model
+from ..engine.device import prepare_model
+from ..engine.step import full_precision
 from ..mining import (MiningSchedule, build_miner, mining_enabled, negative_codes, score_all_pairs, score_blocks,
                       mining_noise, score_candidates, virtual_codes)
 from ..inference import aggregate_by_class
@@ -148,26 +149,22 @@ class SiameseTask(FamilyTask):
                 round_stats.update(pairs.stats())
         self.model.train()
         rows = self.splits["train"].rows
-        total = torch.zeros((), device=self.device)
-        batches = 0
         # one batch of both sides: the left images, then the right ones
         specs = ((np.concatenate([rows[a], rows[b]]), np.concatenate([fa, fb]), np.asarray(target, np.float32))
                  for a, fa, b, fb, target in self.sampler.epoch(epoch))
-        for x, target in self.train_batches(epoch, specs, total=len(self.sampler)):
-            with autocast(self.device):
-                feats = self.model["backbone"](x)
-                fa_, fb_ = feats.float().chunk(2)
-                logits = self.model["head"](fa_, fb_)
-            loss = self.loss(logits.float(), target)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()  # summed on the device, read once per epoch
-            batches += 1
-        out = {"loss": float(total) / max(batches, 1)}
+        out = self.run_steps(self.train_batches(epoch, specs, total=len(self.sampler)))
         out.update(self.mining.status() if self.mining is not None else {"mining_source": "random (solver none)"})
         out.update(round_stats)
         return out
+
+    def compute_loss(self, batch) -> torch.Tensor:
+        """Binary cross-entropy of the head's same/different logits on a batch of left + right images."""
+        x, target = batch
+        feats = self.model["backbone"](x)
+        fa_, fb_ = feats.float().chunk(2)
+        logits = self.model["head"](fa_, fb_)
+        with full_precision(self.device):
+            return self.loss(logits.float(), target)
 
     def end_epoch(self, epoch, val_map5):
         if val_map5 is not None:
