@@ -123,7 +123,8 @@ def model_predictions(run_dir: Path) -> dict[str, tuple[float, dict[str, list[st
             continue
         result = json.loads(result_path.read_text())
         thr = result.get("threshold")
-        out[f"{trial.name} ({result.get('family', '?')})"] = (float(result.get("val_map5", np.nan)),
+        val = result.get("val_map5")  # none for a model that is only scored inside the blend (local_match)
+        out[f"{trial.name} ({result.get('family', '?')})"] = (float("nan") if val is None else float(val),
                                                               ranked_labels(test_path, thr if thr is not None else -np.inf))
     return out
 
