@@ -8,8 +8,9 @@ photos, cropped three ways —
   model from those and predicts every other photo's box;
 * true boxes (the set's full ``boxes.csv``);
 
-beside the frequency baseline and the frozen pretrained Lite0 k-NN peer (on each variant's
-crops; :mod:`benchmarks.accuracy`). It also prints the predicted boxes' mean IoU against the
+beside the accuracy panel's rows for the same split (:func:`panel.evaluate_run`): the frequency
+baseline, raw-pixel k-NN and the frozen pretrained Lite0 k-NN peer at its best size (on the
+original photos), and each model alone. It also prints the predicted boxes' mean IoU against the
 true ones (every photo the cut file does not list) and the box model's fit time.
 
     python benchmarks/box_accuracy.py --out runs/box_accuracy            # 200 individuals, seed 11
@@ -32,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from accuracy import _roles, knn_map5, model_rows, pretrained_vectors, run_whaleflow  # noqa: E402
+from accuracy import run_whaleflow  # noqa: E402
+from panel import evaluate_run  # noqa: E402
 
-from whaleflow.config import load_config, size_hw  # noqa: E402
 from whaleflow.locate.iou import box_iou  # noqa: E402
-from whaleflow.submission import read_answers  # noqa: E402
 
 
 def box_file(variant: str, data: Path, rows: int) -> str:
@@ -60,15 +60,8 @@ def run_variant(variant: str, args) -> dict:
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         summary = run_whaleflow(args.config, overrides, local=True)
-    from whaleflow.data.prepare import load_prepared
-
-    answers = read_answers(data / "answers.csv")
-    prepared = load_prepared(run_dir / "prepared")
-    roles = _roles(prepared)
-    last = size_hw(load_config(args.config, overrides).models[0].stages[-1].size)
-    peer = knn_map5(pretrained_vectors(prepared, roles, last), roles, answers)
-    out = {"seconds": round(time.time() - t0), "ensemble": (summary.get("val_map5"), summary["test_map5"]),
-           "frequency": summary["test_map5_frequency_baseline"], "peer": peer, "models": model_rows(run_dir, answers),
+    # the panel's own row: frequency, raw-pixel k-NN, the frozen peer at its best size, each model, the ensemble
+    out = {**evaluate_run(run_dir, data, summary, round(time.time() - t0)),
            "boxes": json.loads((run_dir / "prepared" / "summary.json").read_text())["boxes"]}
     pred = run_dir / "prepared" / "boxes_predicted.csv"
     if pred.is_file():
@@ -98,15 +91,12 @@ def main(argv=None) -> int:
         generate_synthetic(args.data, individuals=args.individuals, seed=args.seed)
     res = {v: run_variant(v, args) for v in args.variants.split(",")}
     fmt = lambda v: "" if v is None or not np.isfinite(v) else f"{v:.3f}"  # noqa: E731
-    first = next(iter(res.values()))
+    names = list(dict.fromkeys(name for r in res.values() for name in r["rows"]))
     print("\n| method | " + " | ".join(f"{v} (val / test)" for v in res) + " |")
     print("|---|" + "---|" * len(res))
-    print("| frequency (new_whale + 4 most frequent) | " + " | ".join(f"– / {fmt(r['frequency'])}" for r in res.values()) + " |")
-    print("| frozen Lite0 k-NN peer | " + " | ".join(f"{fmt(r['peer'][0])} / {fmt(r['peer'][1])}" for r in res.values()) + " |")
-    for k, (name, _, _) in enumerate(first["models"]):
-        print(f"| {name} | " + " | ".join(f"{fmt(r['models'][k][1])} / {fmt(r['models'][k][2])}"
-                                        if k < len(r["models"]) else "" for r in res.values()) + " |")
-    print("| **ensemble** | " + " | ".join(f"{fmt(r['ensemble'][0])} / **{fmt(r['ensemble'][1])}**" for r in res.values()) + " |")
+    for name in names:
+        cells = [r["rows"].get(name, {}) for r in res.values()]
+        print(f"| {name} | " + " | ".join(f"{fmt(c.get('val'))} / {fmt(c.get('test'))}" if c else "" for c in cells) + " |")
     for v, r in res.items():
         if "iou" in r:
             m = r["boxes"].get("model") or {}
