@@ -45,7 +45,7 @@ def main() -> int:
     t0 = time.perf_counter()
     run = load_run(run_dir, device="cpu")
     load_s = time.perf_counter() - t0
-    idx = run.prepared.index
+    idx = run.photos
     paths = idx.loc[idx["split"] == "test", "path"].tolist()
     boxes = None
     if run.cfg.data.boxes:

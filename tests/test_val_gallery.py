@@ -34,7 +34,8 @@ class Recording(FamilyTask):
     def image_vectors(self, rows, flip):
         raise AssertionError("not used")
 
-    train_epoch = state_dict = load_state_dict = model_state = load_model_state = score_views = image_vectors
+    train_epoch = state_dict = load_state_dict = model_state = load_model_state = score_views = build_networks = \
+        image_vectors
 
 
 def _index():

@@ -79,6 +79,7 @@ def run_prepare(cfg: Config, *, progress: bool = True):
         store.pull("prepared")
         prepared = prepare(cfg, store.local, progress=progress and not cfg.output.quiet)
         store.push("prepared", delete=True)  # caches prepare pruned go from the bucket too
+        store.push("photos.csv")  # the photos' crop boxes and hashes identify reads (data.run_photos)
         if (store.local / "box_model").is_dir():  # the box model identify crops new photos with
             store.push("box_model")
     return prepared

@@ -58,4 +58,6 @@ LOSSES: Registry = Registry("loss")
 MINERS: Registry = Registry("miner")
 AUGMENTATIONS: Registry = Registry("augmentation set")
 SAMPLERS: Registry = Registry("sampler")
+#: family name → its FamilyTask class: called, a task to train (FAMILIES.build); ``.for_inference``,
+#: its networks alone, to score photos with an exported model (whaleflow identify)
 FAMILIES: Registry = Registry("model family")

@@ -36,3 +36,18 @@ def run_copy(trained_run, tmp_path):
     dest = tmp_path / "run"
     shutil.copytree(run, dest)
     return dest, data
+
+
+
+#: what a run folder can ship without: the prepared data and caches, Tune's state, training checkpoints
+NOT_SHIPPED = ("prepared", "tune", "checkpoints")
+
+
+@pytest.fixture
+def ship():
+    """``ship(run, dest)``: a copy of ``run`` at ``dest`` without any folder named in
+    :data:`NOT_SHIPPED`, at any depth."""
+    def copy(run, dest):
+        shutil.copytree(run, dest, ignore=lambda _d, names: [n for n in names if n in NOT_SHIPPED])
+        return dest
+    return copy

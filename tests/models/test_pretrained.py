@@ -86,3 +86,28 @@ def test_adapt_state_dict_keeps_a_three_channel_stem_for_rgb():
     net = timm.create_model("efficientnet_lite0", pretrained=False, in_chans=3, num_classes=0)
     state = adapt_state_dict(packaged_weights("efficientnet_lite0").state_dict, net, in_chans=3)
     assert state["conv_stem.weight"].shape[1] == 3 and "classifier.weight" not in state
+
+
+@pytest.mark.parametrize("source", ["packaged", "file"])
+def test_skeleton_is_the_pretrained_network_without_its_weights(source, tmp_path):
+    """``load_weights=False`` (identify's build) gives the very network ``pretrained`` gives: the same
+    state-dict names and shapes and the same input normalisation (InputNorm keeps it out of the state
+    dict), so a trained model's weights loaded into it compute the same vectors; a weights file named
+    by the config need not exist any more."""
+    if source == "packaged":
+        name, pretrained = "efficientnet_lite0", True
+    else:
+        name, pretrained = "resnet18", str(tmp_path / "weights.pth")
+        torch.save(timm.create_model(name, pretrained=False).state_dict(), pretrained)
+    full = build_backbone(name, pretrained).eval()
+    if source == "file":
+        (tmp_path / "weights.pth").unlink()
+    bare = build_backbone(name, pretrained, load_weights=False).eval()
+    assert isinstance(bare, InputNorm) and isinstance(full, InputNorm)
+    assert torch.equal(bare.scale, full.scale) and torch.equal(bare.shift, full.shift)
+    assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in full.state_dict().items()}
+    bare.load_state_dict(full.state_dict())
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(bare(x), full(x))
+    assert not isinstance(build_backbone(name, False, load_weights=False), InputNorm)

@@ -14,8 +14,10 @@ split → cropped grey letterboxed cache. Everything lands in ``out_dir/prepared
   distinct stage size (:func:`whaleflow.config.cache_sizes`), built from one decode
   per image; with ``data.local_cache_dir`` they are read from a copy on local disk
 
-Every file is written atomically. A second call on unchanged data reads the hashes
-back and reuses the cache folder, so it takes seconds. Opening the folder again
+Beside the folder, ``out_dir/photos.csv`` lists every photo with its crop box and hash: what
+``whaleflow identify`` reads of them (:mod:`whaleflow.data.run_photos`), so a run folder copied
+without ``prepared/`` still identifies photos. Every file is written atomically. A second call
+on unchanged data reads the hashes back and reuses the cache folder, so it takes seconds. Opening the folder again
 (:class:`Prepared`, :func:`load_prepared`) is :mod:`whaleflow.data.prepared`.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .local_cache import on_network_filesystem
 from .dedup import find_duplicates, hash_images, write_reports
 from .prepared import Prepared, load_prepared, open_prepared  # noqa: F401  (load_prepared: re-exported)
 from .relabel import map_labels, write_mapping
+from .run_photos import write_run_photos
 from ..locate.box_source import box_model_line, resolve_boxes
 from .split import split_summary, split_train, write_split
 
@@ -173,6 +176,7 @@ def prepare(cfg: Config, out_dir: str | Path, *, catalog=None, progress: bool = 
     write_csv(pdir / "box_problems.csv", pd.read_csv(cache.dir / "box_problems.csv", dtype=str,
                                                      keep_default_na=False))
     write_json(pdir / "summary.json", summary)
+    write_run_photos(out_dir)  # what identify needs of these photos, kept outside prepared/
     text = format_summary(summary, pdir)
     write_text(pdir / "summary.txt", text + "\n")
     if progress:

@@ -34,21 +34,13 @@ from ..registry import FAMILIES
 from .base import FamilyTask
 
 
+@FAMILIES.register("arcface")
 class ArcFaceTask(FamilyTask):
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
         cfg, a = model_cfg, model_cfg.arcface
         stage = cfg.stages[0]
-        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages)
-        self.model = prepare_model(ArcFaceNet(backbone, cfg.embedding_dim, stage.dropout, a.gem_p), self.device)
-        n = len(self.classes)
-        counts = np.bincount(self.train_labels, minlength=n)
-        self.flips = bool(cfg.flip_new_class)
-        if self.flips:
-            counts = np.concatenate([counts, counts])
-        margins = dynamic_margins(counts, a.margin_a, a.margin_lambda, a.margin_b)
-        self.head = SubCenterArcFaceLoss(len(counts), cfg.embedding_dim, subcenters=a.subcenters, scale=a.scale,
-                                         margins=torch.from_numpy(margins)).to(self.device)
+        self.build_networks(counts=np.bincount(self.train_labels, minlength=len(self.classes)))
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": self.model.parameters(), "lr": stage.lr, "weight_decay": stage.weight_decay,
@@ -79,6 +71,24 @@ class ArcFaceTask(FamilyTask):
         k = self.head.subcenters
         noise = torch.randn(self.head.num_classes, k, centres.shape[1], device=self.device) * 0.01
         self.head.weight.copy_((centres[:, None, :] + noise).reshape(-1, centres.shape[1]))
+
+    INFERENCE_PARTS = ("model", "head")
+
+    def build_networks(self, *, load_weights: bool = True, counts: np.ndarray | None = None) -> None:
+        """The embedding net and the cosine head (a class, then its mirror class with flips);
+        ``counts``: training photos per class, which set the margins (None: inference, where
+        the exported head brings its own)."""
+        cfg, a = self.cfg, self.cfg.arcface
+        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages,
+                                  load_weights=load_weights)
+        self.model = prepare_model(ArcFaceNet(backbone, cfg.embedding_dim, cfg.stages[0].dropout, a.gem_p), self.device)
+        self.flips = bool(cfg.flip_new_class)
+        counts = np.ones(len(self.classes), np.int64) if counts is None else np.asarray(counts)
+        if self.flips:
+            counts = np.concatenate([counts, counts])
+        margins = dynamic_margins(counts, a.margin_a, a.margin_lambda, a.margin_b)
+        self.head = SubCenterArcFaceLoss(len(counts), cfg.embedding_dim, subcenters=a.subcenters, scale=a.scale,
+                                         margins=torch.from_numpy(margins)).to(self.device)
 
     def modules(self):
         return list(self.model.modules()) + list(self.head.modules())
@@ -191,8 +201,3 @@ class ArcFaceTask(FamilyTask):
     def load_model_state(self, state):
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
-
-
-@FAMILIES.register("arcface")
-def build_arcface_task(**kwargs) -> ArcFaceTask:
-    return ArcFaceTask(**kwargs)

@@ -57,13 +57,9 @@ class FamilyTask(ScoringMixin, ModelTask):
         from ..data.loader import resolve_workers
         from ..registry import AUGMENTATIONS
 
-        self.cfg = model_cfg
-        self.name = model_cfg.name
         self.prepared = prepared
         self.train_cfg = train_cfg
-        self.predict_cfg = predict_cfg
         self.quiet = quiet
-        self.device = resolve_device(train_cfg.device)
         index = prepared.index
         self.splits = {role: self._split(index, role) for role in ("train", "val", "test")}
         if train_cfg.max_train_images:
@@ -73,17 +69,58 @@ class FamilyTask(ScoringMixin, ModelTask):
         train_ids = self.splits["train"].ids
         if len(train_ids) == 0:
             raise ValueError("the split left no training images; check the data and prepare.val_fraction")
-        self.classes = np.array(sorted(set(train_ids)))
-        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self._init_scoring(model_cfg, predict_cfg, resolve_device(train_cfg.device), np.array(sorted(set(train_ids))))
         self.train_labels = np.array([self.class_index[c] for c in train_ids], dtype=np.int64)
         self.augment = AUGMENTATIONS.build(model_cfg.augment)
         # every cache of the prepared folder by (height, width); each stage reads its own size's
         self.caches = getattr(prepared, "caches", None) or {tuple(prepared.images.shape[1:3]): prepared.images}
         self.workers = resolve_workers(train_cfg.workers, cpus)  # cpus: the trial's (None: this process's)
         self._loader = None
+
+    def _init_scoring(self, model_cfg: ModelConfig, predict_cfg: PredictConfig, device: torch.device,
+                      classes: np.ndarray) -> None:
+        """What scoring reads, training or not: the model's config, the prediction settings, the
+        device and the training classes a head is indexed by."""
+        self.cfg = model_cfg
+        self.name = model_cfg.name
+        self.predict_cfg = predict_cfg
+        self.device = device
+        self.classes = classes
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.size = model_cfg.stages[0].size
         self.val_threshold: float | None = None
         self._emb_cache: dict | None = None
+
+    # ------------------------------------------------------------------ inference alone
+    #: the attributes holding the networks inference runs: the keys of :meth:`model_state` it loads
+    INFERENCE_PARTS: tuple[str, ...] = ("model",)
+
+    @classmethod
+    def for_inference(cls, model_cfg: ModelConfig, classes, predict_cfg: PredictConfig, *,
+                      device: str = "auto") -> "FamilyTask":
+        """The family's networks alone, to score photos with an exported model (``whaleflow identify``).
+
+        No split, loader, sampler, optimiser or miner is built and no weights are fetched
+        (:meth:`load_inference_state` puts the trained ones in): a run folder scores new photos
+        without its ``prepared/`` folder. ``classes`` are the training classes the export lists;
+        scoring then runs the very methods that scored the run's validation and test photos.
+        Query pixels come through :attr:`images_eval`, which the caller assigns."""
+        task = cls.__new__(cls)
+        task._init_scoring(model_cfg, predict_cfg, resolve_device(device), np.asarray(classes, dtype=str))
+        task.caches = {}  # no image cache: embedding reads only what is assigned to images_eval
+        task.build_networks(load_weights=False)
+        return task
+
+    @abc.abstractmethod
+    def build_networks(self, *, load_weights: bool = True) -> None:
+        """Create the networks of :attr:`INFERENCE_PARTS` on ``self.device`` (``load_weights``: read the
+        pretrained weights ``cfg.pretrained`` names; without, the same architecture and input
+        normalisation, for weights loaded afterwards)."""
+
+    def load_inference_state(self, state: dict[str, Any]) -> None:
+        """Load the :attr:`INFERENCE_PARTS` of an exported :meth:`model_state`."""
+        for part in self.INFERENCE_PARTS:
+            getattr(self, part).load_state_dict(state[part])
 
     @staticmethod
     def _split(index, role: str) -> Split:

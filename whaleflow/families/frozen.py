@@ -29,6 +29,7 @@ from ..registry import FAMILIES
 from .base import FamilyTask
 
 
+@FAMILIES.register("frozen")
 class FrozenTask(FamilyTask):
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         trained = [s for s in model_cfg.stages if s.epochs]
@@ -37,7 +38,10 @@ class FrozenTask(FamilyTask):
                               f"{trained[0].epochs} epochs. Fix: set epochs: 0 in its stages, or use the "
                               "arcface or metric family to fine-tune the backbone.")
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
-        backbone = build_backbone(model_cfg.backbone, model_cfg.pretrained)
+        self.build_networks()
+
+    def build_networks(self, *, load_weights: bool = True) -> None:
+        backbone = build_backbone(self.cfg.backbone, self.cfg.pretrained, load_weights=load_weights)
         for p in backbone.parameters():
             p.requires_grad_(False)
         self.model = prepare_model(backbone, self.device).eval()
@@ -68,8 +72,3 @@ class FrozenTask(FamilyTask):
 
     def load_model_state(self, state):
         self.model.load_state_dict(state["model"])
-
-
-@FAMILIES.register("frozen")
-def build_frozen_task(**kwargs) -> FrozenTask:
-    return FrozenTask(**kwargs)

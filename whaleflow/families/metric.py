@@ -22,6 +22,7 @@ from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
 
 
+@FAMILIES.register("metric")
 class MetricTask(FamilyTask):
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
@@ -29,8 +30,7 @@ class MetricTask(FamilyTask):
 
         cfg = model_cfg
         stage = cfg.stages[0]
-        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages)
-        self.model = prepare_model(EmbeddingNet(backbone, cfg.embedding_dim, stage.dropout), self.device)
+        self.build_networks()
         n_classes = len(self.classes) * (2 if cfg.flip_new_class else 1)
         self.loss = LOSSES.build("margin", num_classes=n_classes, cfg=cfg.margin).to(self.device)
         self.optimizer = torch.optim.Adam(
@@ -43,6 +43,12 @@ class MetricTask(FamilyTask):
         self.sampler = PKSampler(
             self.train_labels, p=cfg.p_individuals, k=cfg.k_images, flip_new_class=cfg.flip_new_class, seed=train_cfg.seed
         )
+
+    def build_networks(self, *, load_weights: bool = True) -> None:
+        cfg = self.cfg
+        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages,
+                                  load_weights=load_weights)
+        self.model = prepare_model(EmbeddingNet(backbone, cfg.embedding_dim, cfg.stages[0].dropout), self.device)
 
     def modules(self):
         return self.model.modules()
@@ -97,8 +103,3 @@ class MetricTask(FamilyTask):
     def load_model_state(self, state):
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
-
-
-@FAMILIES.register("metric")
-def build_metric_task(**kwargs) -> MetricTask:
-    return MetricTask(**kwargs)

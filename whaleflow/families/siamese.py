@@ -38,6 +38,7 @@ from .mining_client import LocalMiningClient
 ROUND_STATS = ("mining_neg_score", "mining_pos_score", "mining_neg_easy", "mining_noise")
 
 
+@FAMILIES.register("siamese")
 class SiameseTask(FamilyTask):
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, *, mining_client=None, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
@@ -45,9 +46,7 @@ class SiameseTask(FamilyTask):
 
         cfg = model_cfg
         stage = cfg.stages[0]
-        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages)
-        head = PairHead(backbone.num_features, hidden=tuple(cfg.head_layers), dropout=stage.dropout)
-        self.model = prepare_model(nn.ModuleDict({"backbone": backbone, "head": head}), self.device)
+        self.build_networks()
         self.loss = LOSSES.build("pair")
         self.optimizer = torch.optim.Adam(
             [{"params": self.model.parameters(), "lr": stage.lr, "weight_decay": stage.weight_decay, "role": "model"}]
@@ -68,6 +67,13 @@ class SiameseTask(FamilyTask):
                                                   [s.epochs for s in cfg.stages], enabled=enabled)
         self.mined_epoch = -1
         self.mined: tuple[np.ndarray, ...] | None = None  # pairs in use, kept for exact resume
+
+    def build_networks(self, *, load_weights: bool = True) -> None:
+        cfg = self.cfg
+        backbone = build_backbone(cfg.backbone, cfg.pretrained, frozen_stages=cfg.frozen_stages,
+                                  load_weights=load_weights)
+        head = PairHead(backbone.num_features, hidden=tuple(cfg.head_layers), dropout=cfg.stages[0].dropout)
+        self.model = prepare_model(nn.ModuleDict({"backbone": backbone, "head": head}), self.device)
 
     def modules(self):
         return self.model.modules()
@@ -228,8 +234,3 @@ class SiameseTask(FamilyTask):
 
     def load_model_state(self, state):
         self.model.load_state_dict(state["model"])
-
-
-@FAMILIES.register("siamese")
-def build_siamese_task(**kwargs) -> SiameseTask:
-    return SiameseTask(**kwargs)

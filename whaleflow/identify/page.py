@@ -24,6 +24,7 @@ from ..labels import NEW_WHALE
 from ..report.gallery import thumbnail_uri
 from ..report.html import CSS, esc, note
 from .encounter_matches import SEP
+from .gallery_pixels import GalleryPixels
 
 PAGE_CSS = """
 .qrow { padding:12px 0; border-bottom:1px dashed var(--line); }
@@ -107,32 +108,13 @@ def _uri(pixels: np.ndarray | None) -> str | None:
     return None if pixels is None else thumbnail_uri(Image.fromarray(np.asarray(pixels)))
 
 
-class _GalleryPixels:
-    """Pixels of a gallery photo by name: the run's image cache, or the enrolled file."""
-
-    def __init__(self, run):
-        idx = run.prepared.index
-        train = idx[idx["split"] == "train"]
-        self.rows = dict(zip(train["image"], train["row"].astype(int)))
-        self.images = run.prepared.images
-        e = run.enrolled
-        self.enrolled = {im: i for i, im in enumerate(e.images)} if len(e) else {}
-        self.enrolled_pixels = e.pixels
-
-    def get(self, image: str) -> np.ndarray | None:
-        if image in self.enrolled:
-            return self.enrolled_pixels[self.enrolled[image]]
-        row = self.rows.get(image)
-        return None if row is None or row >= len(self.images) else self.images[row]
-
-
 def _tile(label: str, uri: str | None, caption: str, *, cls: str = "", button: str = "", extra: str = "") -> str:
     img = f'<img src="{uri}" alt="{esc(label)}">' if uri else '<div class="ph missing">no photo</div>'
     return (f'<div class="tile {cls}" data-id="{esc(label)}">{img}<div class="lab" title="{esc(label)}">{esc(label)}'
             f'</div><div class="cap">{caption}</div>{extra}{button}</div>')
 
 
-def _row(rec: dict, query_uris: list, gallery: _GalleryPixels, enrolled: set, threshold: float) -> str:
+def _row(rec: dict, query_uris: list, gallery: GalleryPixels, enrolled: set, threshold: float) -> str:
     """One card: a photo (or an encounter's photos) beside its five candidates."""
     import json
 
@@ -205,7 +187,7 @@ def write_page(run, matches, path: str | Path) -> Path:
         return [_uri(matches.pixels[row_of[im]]) if matches.pixels is not None else None for im in images]
 
     order = review_order(units)
-    gallery = _GalleryPixels(run)
+    gallery = GalleryPixels(run)
     enrolled = set(run.enrolled.ids.tolist())
     recs = [units.iloc[i].to_dict() for i in order]
     rows = [_row(rec, uris(rec), gallery, enrolled, run.threshold) for rec in recs]

@@ -134,15 +134,10 @@ def near_duplicates(run: TrainedRun, paths: Sequence[str], images: Sequence[str]
     from ..data.dedup import find_duplicates, hash_image
 
     pc = run.cfg.prepare
-    hashes_csv = run.prepared.dir / "hashes.csv"
-    if not run.cfg.predict.use_duplicates or not hashes_csv.is_file() or not len(paths):
+    if not run.cfg.predict.use_duplicates or not len(paths):
         return {}
-    cached = pd.read_csv(hashes_csv, dtype=str, keep_default_na=False)
-    cached = cached[(cached["method"] == pc.hash) & (cached["hash_size"].astype(int) == pc.hash_size)
-                    & (cached["hash"] != "")]
-    idx = run.prepared.index
-    train = idx[idx["split"] == "train"][["image", "id", "path"]].merge(
-        cached.drop_duplicates("path")[["path", "hash", "width", "height"]], on="path", how="inner")
+    known = run.photos  # the training photos' hashes, by the run's hash settings (photos.csv)
+    train = known[(known["split"] == "train") & (known["hash"] != "")]
     frames = [train.assign(split="train")[["image", "split", "id", "hash", "width", "height"]]]
     e = run.enrolled
     if len(e):

@@ -1,19 +1,23 @@
 """A finished run folder, opened for identification: its models, galleries and tuned blend.
 
-What it reads (nothing is trained, no Ray):
+What it reads (nothing is trained, no Ray, no ``prepared/``, ``tune/`` or checkpoints):
 
-* ``config.yaml`` (the resolved config: cache size, boxes margin, grey, flip TTA, new_whale
-  rules) and ``prepared/`` (the split, whose training classes a family's head is indexed by);
+* ``config.yaml`` (the resolved config: image cache sizes, boxes margin, grey, flip TTA,
+  new_whale rules) and ``photos.csv`` (the run's photos: crop boxes and hashes for the
+  near-duplicate shortcut, local-feature verification and the review page;
+  :mod:`whaleflow.data.run_photos`);
 * per trial ``model.pt`` (weights, read with ``torch.load(weights_only=True)``, the image
-  size they were validated at, the trial's model config) and ``gallery.npz``;
+  size they were validated at, the training classes, the trial's model config) and
+  ``gallery.npz``;
 * ``trials/classifier/model.pt`` and the trials' ``embeddings.npz`` (the classifier on
   embeddings and the per-block scaling it was fitted with);
 * ``ensemble/weights.json``: which models, their weights, score normalisers and the
   new_whale threshold.
 
-Each family model is its training task rebuilt from the trial's config, so scoring a new
-photo runs the same code (:meth:`~whaleflow.families.base.FamilyTask.score_views`) that
-wrote the run's validation and test scores.
+Each family model is its networks alone (:meth:`~whaleflow.families.base.FamilyTask.for_inference`:
+no split, sampler, optimiser or miner) with the exported weights, so scoring a new photo runs
+the same code (:meth:`~whaleflow.families.base.FamilyTask.score_views`) that wrote the run's
+validation and test scores.
 """
 from __future__ import annotations
 
@@ -24,26 +28,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, ModelConfig, cache_shape, from_dict, load_config
+import pandas as pd
+
+from ..config import Config, ModelConfig, cache_sizes, from_dict, load_config
 from ..data.dataset import CachedImages
+from ..data.run_photos import RUN_PHOTOS, read_run_photos
 from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling, known_classes
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
 from ..local.gallery_matcher import GalleryMatcher
 from ..local.local_trial import LOCAL_NAME
-from ..final_fit import final_dir, final_prepared
+from ..final_fit import final_dir
 from ..storage import NOT_MIRRORED, RunStore, is_uri
 from .gallery import Enrolled, TrialGallery, load_trial_gallery
 
 #: the name of a validated trial loaded beside its final fit, for the classifier's embeddings
 VALIDATED_PREFIX = "validated/"
+#: run folders a bucket's mirror leaves out: identify reads nothing in them
+_NOT_READ = ("prepared", "tune")
 _FIX_EXPORT = "identify needs a run trained and blended by this whaleflow version (whaleflow run …)."
 
 
 @dataclass
 class FamilyModel:
-    """One trial: its rebuilt task with the exported weights, and its gallery."""
+    """One trial: its family's networks with the exported weights, and its gallery."""
 
     name: str
     family: str
@@ -98,7 +107,7 @@ class ClassifierModel:
 class TrainedRun:
     run_dir: Path
     cfg: Config
-    prepared: object
+    photos: pd.DataFrame                   # the run's photos (photos.csv): paths, crop boxes, hashes
     families: list[FamilyModel]
     classifier: ClassifierModel | None
     names: list[str]                       # blended models, in weights.json order
@@ -111,13 +120,14 @@ class TrainedRun:
 
     @property
     def size(self) -> tuple[int, int]:
-        """(height, width) every photo is letterboxed to: the run's (largest) image cache."""
-        return tuple(int(v) for v in self.prepared.size)
+        """(height, width) every photo is letterboxed to: the run's largest image cache."""
+        return self.sizes[0]
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
-        """Every cache size of the run (one per distinct stage size)."""
-        return [tuple(int(v) for v in s) for s in self.prepared.caches]
+        """Every image cache size ``prepare`` built for the run, largest first (one per distinct
+        stage size, :func:`~whaleflow.config.cache_sizes` of the run's resolved config)."""
+        return [tuple(int(v) for v in s) for s in cache_sizes(self.cfg)]
 
     def family(self, name: str) -> FamilyModel:
         return next(f for f in self.families if f.name == name)
@@ -138,8 +148,11 @@ def _read_json(path: Path, what: str) -> dict:
         raise DataError(f"{what} is not valid JSON ({exc}).", file=path, fix=_FIX_EXPORT) from None
 
 
-def _load_family(cfg: Config, prepared, trial_dir: Path, enrolled: Enrolled) -> FamilyModel:
-    from ..training import build_task
+def _load_family(cfg: Config, trial_dir: Path, enrolled: Enrolled) -> FamilyModel:
+    """The trial's family networks (:meth:`~whaleflow.families.base.FamilyTask.for_inference`) with
+    the weights, image size and training classes of its ``model.pt``, and its ``gallery.npz``."""
+    from .. import families  # noqa: F401  (registers the families)
+    from ..registry import FAMILIES
 
     path = trial_dir / "model.pt"
     if not path.is_file():
@@ -151,14 +164,10 @@ def _load_family(cfg: Config, prepared, trial_dir: Path, enrolled: Enrolled) -> 
     if exported.get("format") != "whaleflow.exported_model/1":
         raise DataError("not a whaleflow exported model.", file=path, fix=_FIX_EXPORT)
     model_cfg = from_dict(ModelConfig, exported["model_config"], where=str(path))
-    if model_cfg.family == "arcface":  # imprinting only sets initial weights, which are replaced below
-        model_cfg = dataclasses.replace(model_cfg, arcface=dataclasses.replace(model_cfg.arcface, imprint=False))
-    task = build_task(cfg, model_cfg, prepared)
-    task.load_model_state(exported["model"])
+    task = FAMILIES.get(model_cfg.family).for_inference(model_cfg, [str(c) for c in exported["classes"]],
+                                                        cfg.predict, device=cfg.train.device)
+    task.load_inference_state(exported["model"])
     task.size = tuple(exported["size"])
-    if [str(c) for c in task.classes] != list(exported["classes"]):
-        raise DataError("the prepared split no longer matches the trained model's classes.", file=path,
-                        fix="identify with the prepared/ folder the run was trained on.")
     base = load_trial_gallery(trial_dir, task.views)
     return FamilyModel(trial_dir.name, model_cfg.family, task, base, enrolled.for_trial(trial_dir.name, base))
 
@@ -179,42 +188,45 @@ def _load_classifier(trial_dir: Path, run_dir: Path) -> ClassifierModel:
     return ClassifierModel(model, sources, scaling, known_classes(catalog_ids, (roles == "train") | (roles == "val")))
 
 
-def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
-    """Open ``run_dir`` for :func:`~whaleflow.identify.identify` and :func:`~whaleflow.identify.enroll`.
-
-    ``device``: ``auto`` (a GPU when one is visible), ``cpu`` or ``cuda``. Errors name the
-    missing file in one line.
-    """
-    from ..data.prepare import load_prepared
-
+def _run_folder(run_dir: str | Path) -> tuple[Path, RunStore | None]:
+    """The run folder on this machine: ``run_dir``, or for a bucket this node's mirror of what
+    identify reads (checkpoints, ``prepared/`` and ``tune/`` left in the bucket)."""
     store = None
-    if is_uri(run_dir):  # a run folder in a bucket: work on this node's mirror of it (checkpoints left out)
+    if is_uri(run_dir):
         store = RunStore(str(run_dir))
         store.check()
         if not store.exists("config.yaml"):
             raise DataError("not a run folder (no config.yaml).", file=run_dir, fix="pass the output.dir of a finished run.")
-        store.pull("", exclude=NOT_MIRRORED, delete=True)  # the bucket's enrolments, not a stale mirror's
+        store.pull("", exclude=NOT_MIRRORED + _NOT_READ, delete=True)  # the bucket's enrolments, not a stale mirror's
+        if not store.exists(RUN_PHOTOS) and store.exists("prepared/summary.json"):
+            store.pull("prepared", exclude=("cache",))  # a run prepared before photos.csv: made from these files
         run_dir = store.local
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError("no such run folder.", file=run_dir, fix="pass the output.dir of a finished run.")
     if not (run_dir / "config.yaml").is_file():
         raise DataError("not a run folder (no config.yaml).", file=run_dir, fix="pass the output.dir of a finished run.")
+    return run_dir, store
+
+
+def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
+    """Open ``run_dir`` for :func:`~whaleflow.identify.identify` and :func:`~whaleflow.identify.enroll`.
+
+    ``device``: ``auto`` (a GPU when one is visible), ``cpu`` or ``cuda``. Errors name the
+    missing file in one line.
+    """
+    run_dir, store = _run_folder(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device),
                               output=dataclasses.replace(cfg.output, quiet=True))
     blend = _read_json(run_dir / "ensemble" / "weights.json", "tuned blend (ensemble/weights.json)")
     names = [str(n) for n in blend["models"]]
-    prepared = load_prepared(run_dir / "prepared")
-    if tuple(prepared.size) != tuple(cache_shape(cfg)):
-        raise DataError(f"the image cache is {prepared.size}, the config says {cache_shape(cfg)}.",
-                        file=run_dir / "prepared", fix="identify with the prepared/ folder the run was trained on.")
+    photos = read_run_photos(run_dir)
     enrolled = Enrolled.load(run_dir)
     # under train.final_fit the blend's test scores came from the final fits (train + val):
     # new photos are scored by those models, with the normalisers and threshold of the test side
     final = set(blend.get("final_fit") or [])
-    families = [_load_family(cfg, final_prepared(prepared), final_dir(run_dir, n), enrolled) if n in final
-                else _load_family(cfg, prepared, run_dir / "trials" / n, enrolled)
+    families = [_load_family(cfg, final_dir(run_dir, n) if n in final else run_dir / "trials" / n, enrolled)
                 for n in names if n not in (CLASSIFIER_NAME, LOCAL_NAME)]
     if not families:
         raise DataError("the blend holds no trained family model.", file=run_dir / "ensemble" / "weights.json",
@@ -225,23 +237,23 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
         for s in classifier.sources:  # the classifier reads the validated trials' embeddings
             if s in names and s not in final:
                 continue
-            extra = _load_family(cfg, prepared, run_dir / "trials" / s, enrolled)
+            extra = _load_family(cfg, run_dir / "trials" / s, enrolled)
             if s in final:
                 extra = dataclasses.replace(extra, name=VALIDATED_PREFIX + s)
             families.append(extra)  # a source with blend weight left out still feeds the classifier
         classifier.inputs = [VALIDATED_PREFIX + s if s in final else s for s in classifier.sources]
     norms = blend.get("test_normalizers") or blend["normalizers"]
-    return TrainedRun(run_dir, cfg, prepared, families, classifier, names,
+    return TrainedRun(run_dir, cfg, photos, families, classifier, names,
                       {n: float(blend["weights"][n]) for n in names},
                       {n: ScoreNormalizer.from_dict(norms[n]) for n in names},
                       float(blend.get("test_threshold", blend["threshold"])), enrolled, store,
-                      _local_matcher(cfg, run_dir) if LOCAL_NAME in names else None)
+                      _local_matcher(cfg, run_dir, photos) if LOCAL_NAME in names else None)
 
 
-def _local_matcher(cfg: Config, run_dir: Path) -> GalleryMatcher:
+def _local_matcher(cfg: Config, run_dir: Path, photos: pd.DataFrame) -> GalleryMatcher:
     """The local-feature matcher with the settings the blend's local scores were made with."""
     res = run_dir / "trials" / LOCAL_NAME / "result.json"
     if not res.is_file():
         raise DataError("the blend verifies local features but their result is missing.", file=res,
                         fix="rerun `whaleflow ensemble` for this run.")
-    return GalleryMatcher(cfg, run_dir / "prepared", json.loads(res.read_text()).get("settings"))
+    return GalleryMatcher(cfg, photos, json.loads(res.read_text()).get("settings"))

@@ -9,7 +9,6 @@ treats the local model as not scoring them (``identify.scoring.blend_with_covera
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 from ..data.gallery_plan import GalleryPlan
 from ..inference import ClassScores
 from .features import FeatureExtractor
-from .local_trial import by_class, local_scores, read_crop_boxes, shortlists
+from .local_trial import by_class, local_scores, shortlists
 
 __all__ = ["GalleryMatcher"]
 
@@ -27,20 +26,21 @@ class GalleryMatcher:
     """Scores query photos (paths, crop boxes) on their shortlisted classes; gallery features
     are extracted on first use and kept."""
 
-    def __init__(self, cfg, prepared_dir: str | Path, settings: dict | None = None):
+    def __init__(self, cfg, photos: pd.DataFrame, settings: dict | None = None):
+        """``photos``: the run's photos (:func:`~whaleflow.data.run_photos.read_run_photos`: roles,
+        ids, paths and the boxes prepare cropped them to)."""
         # the settings the blend's local scores were made with (trials/local_match/result.json),
         # which may differ from config.yaml's when the ensemble was rerun with overrides
         self.lc = (dataclasses.replace(cfg.ensemble.local_match, **settings) if settings
                    else cfg.ensemble.local_match)
         self.margin = cfg.data.box_margin
-        pdir = Path(prepared_dir)
-        index = pd.read_csv(pdir / "index.csv", dtype={"id": str}, keep_default_na=False)
-        images, ids = GalleryPlan(index, cfg.predict.val_gallery, cfg.predict.val_chunks,
+        images, ids = GalleryPlan(photos, cfg.predict.val_gallery, cfg.predict.val_chunks,
                                   cfg.train.seed).test_gallery()
         self.classes = np.array(sorted(set(ids)))
         self.by_class = by_class(images, ids, self.lc.photos_per_class, cfg.ensemble.seed)
-        self.paths = dict(zip(index["image"].astype(str), index["path"].astype(str)))
-        self.boxes = read_crop_boxes(pdir)
+        self.paths = dict(zip(photos["image"].astype(str), photos["path"].astype(str)))
+        boxed = photos.dropna(subset=["x0", "y0", "x1", "y1"])
+        self.boxes = {str(r.image): (r.x0, r.y0, r.x1, r.y1) for r in boxed.itertuples(index=False)}
         self.extractor = FeatureExtractor(self.lc.kind, self.lc.n_features, self.lc.max_side)
         self.feats: dict = {}
 

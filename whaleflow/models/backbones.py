@@ -122,15 +122,20 @@ def freeze_stages(model: nn.Module, stages: int) -> list[str]:
 
 
 def build_backbone(name: str, pretrained: Union[bool, str] = False, in_chans: int = 1, drop_rate: float = 0.0,
-                   frozen_stages: int = 0) -> nn.Module:
-    """A timm feature extractor with ``num_features`` pooled outputs."""
-    model = _build(name, pretrained, in_chans, drop_rate)
+                   frozen_stages: int = 0, *, load_weights: bool = True) -> nn.Module:
+    """A timm feature extractor with ``num_features`` pooled outputs.
+
+    ``load_weights=False``: the network ``pretrained`` would give (architecture and input
+    normalisation, :class:`InputNorm` included) without reading its weights, for a trained
+    model's own (``whaleflow identify``): nothing is fetched, no weights file need exist."""
+    model = _build(name, pretrained, in_chans, drop_rate) if load_weights else _skeleton(name, pretrained, in_chans,
+                                                                                         drop_rate)
     if frozen_stages:
         freeze_stages(model.model if isinstance(model, InputNorm) else model, frozen_stages)
     return model
 
 
-def _build(name: str, pretrained: Union[bool, str], in_chans: int, drop_rate: float) -> nn.Module:
+def _check_name(name: str) -> None:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
         raise ConfigError(
@@ -138,6 +143,25 @@ def _build(name: str, pretrained: Union[bool, str], in_chans: int, drop_rate: fl
             + (f" (similar: {', '.join(close)})" if close else "")
             + " or wf_compactnet."
         )
+
+
+def _skeleton(name: str, pretrained: Union[bool, str], in_chans: int, drop_rate: float) -> nn.Module:
+    """:func:`_build`'s network with untrained weights: the same wrapper and normalisation (a weights
+    file and timm's hub weights are normalised by the model's default config, packaged weights by
+    their own), which :class:`InputNorm` keeps out of the state dict."""
+    _check_name(name)
+    model = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=0, drop_rate=drop_rate)
+    if isinstance(pretrained, str) and pretrained.lower() in ("true", "false"):
+        pretrained = pretrained.lower() == "true"
+    if not pretrained:
+        return model
+    packaged = packaged_weights(name) if pretrained is True else None
+    norm = (packaged.mean, packaged.std) if packaged is not None else _pretrained_norm(model)
+    return InputNorm(model, *norm, in_chans=in_chans)
+
+
+def _build(name: str, pretrained: Union[bool, str], in_chans: int, drop_rate: float) -> nn.Module:
+    _check_name(name)
     kwargs = dict(in_chans=in_chans, num_classes=0, drop_rate=drop_rate)
     if isinstance(pretrained, str) and pretrained.lower() not in ("true", "false"):
         path = Path(pretrained).expanduser()
