@@ -51,6 +51,17 @@ def test_frozen_scores_are_the_best_cosine_per_individual(tiny_data, tmp_path):
             best = [max(float(vec(q, f) @ vec(g, f)) for g in members) for f in (False, True)]
             assert got[i, c] == pytest.approx(np.mean(best), abs=2e-4)
 
+    # what identify builds from model.pt alone (no pretrained weights read, no split): the same scores
+    from whaleflow.engine.checkpoint import load_checkpoint
+    from whaleflow.registry import FAMILIES
+
+    exported = load_checkpoint(trial / "model.pt")
+    alone = FAMILIES.get("frozen").for_inference(cfg.models[0], exported["classes"], cfg.predict, device="cpu")
+    assert not hasattr(alone, "splits") and not hasattr(alone, "optimizer")
+    alone.load_inference_state(exported["model"])
+    alone.size, alone.images_eval = tuple(exported["size"]), images
+    assert np.array_equal(alone.score_queries_named(q_rows, g_rows, g_labels, classes), got)
+
 
 def test_a_frozen_model_with_epochs_says_how_to_fix_it(tiny_data, tmp_path):
     cfg = _cfg(tiny_data, tmp_path, epochs=2)

@@ -1,6 +1,7 @@
 """A Happywhale-layout run (individuals held out as new in validation, no final fit): the
 exported galleries hold them under their own ids, as the test gallery the submission was
-scored against does, and ``identify`` ranks them."""
+scored against does, and ``identify`` ranks them, from the run folder shipped without
+``prepared/``, ``tune/`` and checkpoints."""
 from __future__ import annotations
 
 import dataclasses
@@ -56,9 +57,11 @@ def test_exported_galleries_hold_the_held_out_individuals_as_themselves(happywha
         assert all(gallery[im] == i for im, i in zip(held["image"], held["id"]))
 
 
-def test_identify_matches_the_submission_and_ranks_a_held_out_individual(happywhale_run):
+def test_identify_matches_the_submission_and_ranks_a_held_out_individual(happywhale_run, ship, tmp_path):
     run, data = happywhale_run
-    tr = load_run(run, device="cpu")
+    # from the run folder as shipped: no prepared/, tune/ or checkpoints/ (the galleries carry the individuals)
+    tr = load_run(ship(run, tmp_path / "shipped"), device="cpu")
+    assert not (tr.run_dir / "prepared").exists()
     assert "classifier" in tr.names and {f.name for f in tr.families} == set(FAMILIES)
     idx = _index(run)
     # the test photos: identify gives the submission's top 5 (both scored against one gallery,
