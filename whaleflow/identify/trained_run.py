@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import pandas as pd
 
 from ..config import Config, ModelConfig, cache_sizes, from_dict, load_config
