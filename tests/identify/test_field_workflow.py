@@ -18,7 +18,7 @@ def _test_paths(run, n):
 def test_the_run_stores_its_calibration_and_a_refit_gives_the_same(run_copy):
     run, _ = run_copy
     stored = json.loads((run / CALIBRATION).read_text())
-    assert stored["format"] == "whaleflow.calibration/1" and stored["temperature"] > 0
+    assert stored["format"] == "whaleflow.calibration/2" and stored["temperature"] > 0 and "encounters" in stored
     (run / CALIBRATION).unlink()
     again = load_calibration(run)  # an older run without one: fitted from its own validation scores
     assert (run / CALIBRATION).is_file()
