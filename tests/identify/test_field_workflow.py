@@ -101,3 +101,29 @@ def test_report_plots_the_reliability_of_p_correct(run_copy):
     assert "How sure is sure" in html and "reliability of p_correct" not in html  # the title is in the PNG
     assert (run / "report" / "reliability.png").is_file() and 'alt="reliability"' in html
     assert "observed FMR" in html
+    assert "validation backs it" in html and "The lowest stated rate its validation supports" in html
+    assert "per encounter (flat fusion)" in html and "format 1" not in html
+
+
+def test_a_rate_validation_cannot_back_accepts_nothing_and_says_so_once(trained_run, tmp_path, capsys):
+    """The tiny run's validation has a few dozen queries: 0.1 % needs 1,000 accepted, so
+    identify accepts nothing, prints one line saying so (per photo and per encounter), and
+    the review page shows it."""
+    run, data = trained_run
+    paths = _test_paths(run, 4)
+    names = [p.split("/")[-1] for p in paths]
+    enc = tmp_path / "enc.csv"
+    pd.DataFrame({"image": names, "encounter": ["e1", "e1", "e2", "e3"]}).to_csv(enc, index=False)
+    out = tmp_path / "m" / "matches.csv"
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--auto-accept-fmr", "0.001",
+                 "--boxes", str(data / "boxes.csv"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    said = [line for line in printed if "validation cannot support a false-match rate of 0.1 %" in line]
+    assert [s.split(" per ")[1].split(":")[0] for s in said] == ["photo", "encounter"]
+    assert "auto-accepted 0 of 3" in "\n".join(printed)
+    m = pd.read_csv(out)
+    assert not m["auto_accepted"].any()
+    dec = pd.read_csv(tmp_path / "m" / "matches_auto_decisions.csv")
+    assert len(dec) == 0
+    page = (tmp_path / "m" / "matches.html").read_text()
+    assert page.count("validation cannot support") == 2 and page.count('class="qrow"') == len(m)

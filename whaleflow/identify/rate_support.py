@@ -10,7 +10,8 @@ which ``k`` were wrong. A rate is **supported** when
   (100 accepted photos are needed to see one error in 1 %), and
 * the 95 % Wilson upper bound of ``k / n`` is at most ``RATE``: the observed rate, with its
   uncertainty, stays under the stated one (with no error at all that takes
-  ``n >= 3.84 (1 - RATE) / RATE``: 381 photos for 1 %).
+  ``n >= 3.84 (1 - RATE) / RATE``: 381 photos for 1 %). This implies the first for any
+  ``n >= 2``; the first is stated anyway, being the reason a reader checks first.
 
 Where it is not, identify accepts nothing (everything goes to review) and says so in one
 line — :func:`support_line` — with the lowest rate of :data:`LADDER` validation does
