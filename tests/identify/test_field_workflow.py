@@ -127,3 +127,25 @@ def test_a_rate_validation_cannot_back_accepts_nothing_and_says_so_once(trained_
     assert len(dec) == 0
     page = (tmp_path / "m" / "matches.html").read_text()
     assert page.count("validation cannot support") == 2 and page.count('class="qrow"') == len(m)
+
+
+def test_a_format_1_calibration_still_identifies_and_says_how_to_refit(run_copy, tmp_path, capsys):
+    """A run calibrated before encounters were: photos keep their p_correct, encounters of several
+    photos get none (to review) and identify says so once; deleting the file refits format 2."""
+    run, data = run_copy
+    stored = json.loads((run / CALIBRATION).read_text())
+    old = {k: v for k, v in stored.items() if k != "encounters"} | {"format": "whaleflow.calibration/1"}
+    (run / CALIBRATION).write_text(json.dumps(old))
+    paths = _test_paths(run, 3)
+    enc = tmp_path / "enc.csv"
+    pd.DataFrame({"image": [p.split("/")[-1] for p in paths], "encounter": ["e1", "e1", "e2"]}).to_csv(enc, index=False)
+    out = tmp_path / "m.csv"
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--auto-accept-fmr", "0.9",
+                 "--boxes", str(data / "boxes.csv"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "format 1" in line]
+    assert len(notes) == 1 and "delete the file" in notes[0]
+    m = pd.read_csv(out)
+    assert np.isnan(m.loc[0, "p_correct"]) and not m.loc[0, "auto_accepted"] and 0 <= m.loc[1, "p_correct"] <= 1
+    (run / CALIBRATION).unlink()
+    assert load_calibration(run).encounters is not None
+    assert json.loads((run / CALIBRATION).read_text())["format"] == "whaleflow.calibration/2"
