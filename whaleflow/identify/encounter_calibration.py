@@ -91,7 +91,7 @@ class EncounterCalibration:
     steps: IsotonicSteps
     steps_new: IsotonicSteps | None
     oof_p: np.ndarray          # held-out p_correct per validation encounter
-    oof_right: np.ndarray      # whether its fused top outcome was right
+    oof_right: np.ndarray      # whether the fused top outcome that oof_p is about was right
     n_photos: np.ndarray       # photos per validation encounter
 
     def p_correct_from_logprobs(self, fused: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def fit_encounter_calibration(scores: np.ndarray, truth: np.ndarray, threshold: 
     right = encounter_right(fused, truth, groups)
     steps, steps_new = fit_top_steps(fused, right)
     part = np.random.default_rng([seed, 29]).permutation(len(groups)) % folds
-    oof = np.full(len(groups), np.nan)
+    oof, oof_right = np.full(len(groups), np.nan), right.copy()
     for f in range(folds):
         held = part == f
         if held.all() or not held.any():
@@ -147,7 +147,9 @@ def fit_encounter_calibration(scores: np.ndarray, truth: np.ndarray, threshold: 
         kept = [g for g, h in zip(groups, held) if not h]
         s, s_new = fit_top_steps(f_fused[~held], encounter_right(f_fused[~held], truth, kept))
         oof[held] = top_steps_p(s, s_new, f_fused[held])
-    return EncounterCalibration(fusion, steps, steps_new, oof, right, np.array([len(g) for g in groups]))
+        # the decision that held-out p is about (bayes' prior, hence its decision, moves with the fold)
+        oof_right[held] = encounter_right(f_fused[held], truth, [g for g, h in zip(groups, held) if h])
+    return EncounterCalibration(fusion, steps, steps_new, oof, oof_right, np.array([len(g) for g in groups]))
 
 
 def fit_encounter_calibrations(scores, truth, threshold, calibration, *, folds=5, seed=0) -> dict:
