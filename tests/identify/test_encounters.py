@@ -11,6 +11,7 @@ from whaleflow.data.sightings import with_exif_time
 from whaleflow.errors import DataError
 from whaleflow.identify.auto_accept import accepted_mask, auto_decisions, check_rate
 from whaleflow.identify.calibration import Calibration, IsotonicSteps
+from whaleflow.identify.encounter_calibration import EncounterCalibration
 from whaleflow.identify.encounter_matches import encounter_frame
 from whaleflow.identify.encounters import encounters_by_gap, exif_time, fuse, ranked, read_encounters
 
@@ -74,11 +75,19 @@ def _photos_frame():
 
 def test_encounter_rows_fuse_their_photos_and_decisions_cover_every_photo():
     frame, cal = _photos_frame()
-    enc = encounter_frame(frame, {"a.jpg": "e1", "b.jpg": "e1", "c.jpg": "e1", "d.jpg": "e2"}, cal)
+    groups = {"a.jpg": "e1", "b.jpg": "e1", "c.jpg": "e1", "d.jpg": "e2"}
+    # encounters of several photos take the encounter calibration's steps (none: no p_correct)
+    ecal = EncounterCalibration("flat", IsotonicSteps(np.array([0.0, 0.9]), np.array([0.4, 0.995]),
+                                                      np.array([5, 300]), np.array([2, 299])), None,
+                                np.zeros(0), np.zeros(0, bool), np.zeros(0, int))
+    enc = encounter_frame(frame, groups, cal, encounter_calibration=ecal)
     assert enc["encounter"].tolist() == ["e1", "e2"] and enc["n_photos"].tolist() == [3, 1]
     assert enc["predictions"][0].split()[0] == "A" and enc["images"][0] == "a.jpg|b.jpg|c.jpg"
     fused = fuse(frame.attrs["logprobs"][:3])
-    assert enc["p_correct"][0] == pytest.approx(float(cal.p_correct_from_logprobs(fused[None])[0]), abs=1e-4)
+    top = float(np.exp(fused.max()))
+    assert enc["p_correct"][0] == pytest.approx(0.995 if top >= 0.9 else 0.4, abs=1e-4)
+    assert enc["p_correct"][1] == pytest.approx(frame["p_correct"][3], abs=1e-4)  # one photo: its own
+    assert np.isnan(encounter_frame(frame, groups, cal)["p_correct"][0])
     assert enc["predictions"][1] == "new_whale A B"  # one photo keeps its own ranking
     # each candidate's closest gallery photo comes from the photo with the most evidence for it
     assert enc["closest_1"][0] == "gA0" and enc["closest_2"][0] == "gB2" and enc["closest_3"][0] == ""

@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from test_camtrapdp_spec import REQUIRED_1_0  # the hand-written Camtrap DP 1.0 required fields
 from ray_jobs.cli import main
+from whaleflow.export.camtrapdp_spec import problems
 from whaleflow.export.capture_history import capture_history
 from whaleflow.export.occasions import occasion_labels
 from whaleflow.export.records import load_records
@@ -84,10 +90,13 @@ def test_camtrapdp_read_back(enrolled_run, tmp_path):
     assert [r["name"] for r in pkg["resources"]] == ["deployments", "media", "observations"]
     tabs = {r["name"]: pd.read_csv(out / r["path"], dtype=str, keep_default_na=False) for r in pkg["resources"]}
     obs, media, dep = tabs["observations"], tabs["media"], tabs["deployments"]
-    for col in ("observationID", "deploymentID", "eventStart", "eventEnd", "observationLevel", "observationType"):
-        assert (obs[col] != "").all(), col
-    for col in ("mediaID", "deploymentID", "timestamp", "filePath", "filePublic", "fileMediatype"):
-        assert (media[col] != "").all(), col
+    for table, fields in REQUIRED_1_0.items():  # every field Camtrap DP 1.0 requires, filled in every row
+        for col in fields:
+            assert col in tabs[table].columns and (tabs[table][col] != "").all(), (table, col)
+    assert problems(tabs, pkg) == []
+    for url, image in zip(media["filePath"], media["fileName"]):  # a URL that leads back to the photo
+        assert url.startswith("file:///") and Path(url2pathname(urlparse(url).path)).name == image
+        assert Path(url2pathname(urlparse(url).path)).is_file()
     assert obs["observationID"].is_unique and set(obs["mediaID"]) == set(media["mediaID"])
     assert set(obs["deploymentID"]) == set(dep["deploymentID"]) and dep["latitude"].tolist() == ["64.1"]
     for t in media["timestamp"]:

@@ -18,7 +18,7 @@ def _test_paths(run, n):
 def test_the_run_stores_its_calibration_and_a_refit_gives_the_same(run_copy):
     run, _ = run_copy
     stored = json.loads((run / CALIBRATION).read_text())
-    assert stored["format"] == "whaleflow.calibration/1" and stored["temperature"] > 0
+    assert stored["format"] == "whaleflow.calibration/2" and stored["temperature"] > 0 and "encounters" in stored
     (run / CALIBRATION).unlink()
     again = load_calibration(run)  # an older run without one: fitted from its own validation scores
     assert (run / CALIBRATION).is_file()
@@ -101,3 +101,51 @@ def test_report_plots_the_reliability_of_p_correct(run_copy):
     assert "How sure is sure" in html and "reliability of p_correct" not in html  # the title is in the PNG
     assert (run / "report" / "reliability.png").is_file() and 'alt="reliability"' in html
     assert "observed FMR" in html
+    assert "validation backs it" in html and "The lowest stated rate its validation supports" in html
+    assert "per encounter (flat fusion)" in html and "format 1" not in html
+
+
+def test_a_rate_validation_cannot_back_accepts_nothing_and_says_so_once(trained_run, tmp_path, capsys):
+    """The tiny run's validation has a few dozen queries: 0.1 % needs 1,000 accepted, so
+    identify accepts nothing, prints one line saying so (per photo and per encounter), and
+    the review page shows it."""
+    run, data = trained_run
+    paths = _test_paths(run, 4)
+    names = [p.split("/")[-1] for p in paths]
+    enc = tmp_path / "enc.csv"
+    pd.DataFrame({"image": names, "encounter": ["e1", "e1", "e2", "e3"]}).to_csv(enc, index=False)
+    out = tmp_path / "m" / "matches.csv"
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--auto-accept-fmr", "0.001",
+                 "--boxes", str(data / "boxes.csv"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    said = [line for line in printed if "validation cannot support a false-match rate of 0.1 %" in line]
+    assert [s.split(" per ")[1].split(":")[0] for s in said] == ["photo", "encounter"]
+    assert "auto-accepted 0 of 3" in "\n".join(printed)
+    m = pd.read_csv(out)
+    assert not m["auto_accepted"].any()
+    dec = pd.read_csv(tmp_path / "m" / "matches_auto_decisions.csv")
+    assert len(dec) == 0
+    page = (tmp_path / "m" / "matches.html").read_text()
+    assert page.count("validation cannot support") == 2 and page.count('class="qrow"') == len(m)
+
+
+def test_a_format_1_calibration_still_identifies_and_says_how_to_refit(run_copy, tmp_path, capsys):
+    """A run calibrated before encounters were: photos keep their p_correct, encounters of several
+    photos get none (to review) and identify says so once; deleting the file refits format 2."""
+    run, data = run_copy
+    stored = json.loads((run / CALIBRATION).read_text())
+    old = {k: v for k, v in stored.items() if k != "encounters"} | {"format": "whaleflow.calibration/1"}
+    (run / CALIBRATION).write_text(json.dumps(old))
+    paths = _test_paths(run, 3)
+    enc = tmp_path / "enc.csv"
+    pd.DataFrame({"image": [p.split("/")[-1] for p in paths], "encounter": ["e1", "e1", "e2"]}).to_csv(enc, index=False)
+    out = tmp_path / "m.csv"
+    assert main(["identify", str(run), *paths, "--encounters", str(enc), "--auto-accept-fmr", "0.9",
+                 "--boxes", str(data / "boxes.csv"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "format 1" in line]
+    assert len(notes) == 1 and "delete the file" in notes[0]
+    m = pd.read_csv(out)
+    assert np.isnan(m.loc[0, "p_correct"]) and not m.loc[0, "auto_accepted"] and 0 <= m.loc[1, "p_correct"] <= 1
+    (run / CALIBRATION).unlink()
+    assert load_calibration(run).encounters is not None
+    assert json.loads((run / CALIBRATION).read_text())["format"] == "whaleflow.calibration/2"

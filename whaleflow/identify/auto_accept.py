@@ -10,7 +10,10 @@ near-duplicate rule moved the label) are never auto-accepted.
 
 The rate a user asks for is a claim about held-out photos, so identify states next to
 it what the same rule did on the run's validation outer folds
-(:meth:`~.run_calibration.RunCalibration.fmr_check`).
+(:meth:`~.run_calibration.RunCalibration.fmr_check`), per photo and, for encounters of
+several photos, per encounter (:mod:`.encounter_calibration`). Where validation cannot
+back the rate (too few accepted, or the interval's upper bound above it:
+:mod:`.rate_support`), nothing of that kind is accepted and one line says so.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from ..errors import DataError
 from ..labels import NEW_WHALE
 from .calibration import accepts
 from .encounter_matches import SEP
+from .rate_support import support_line
 
 DECISION_COLUMNS = ["image", "path", "decision", "id", "encounter", "p_correct"]
 
@@ -65,8 +69,34 @@ def auto_decisions(units: pd.DataFrame, accepted: np.ndarray) -> pd.DataFrame:
 
 def check_note(check: dict, unit: str) -> str:
     """The stated rate beside what the rule did on the run's validation outer folds."""
-    return (f"auto-accept at a false-match rate of at most {100 * check['rate']:g} %: on the run's validation "
-            f"(outer folds, each calibrated on the others) it accepted {check['accepted']} of {check['queries']} "
-            f"photos ({100 * check['accepted_share']:.1f} %), {check['false_matches']} of them wrong: observed "
-            f"{100 * check['observed_fmr']:.2f} % (95 % interval {100 * check['fmr_low']:.2f}–"
-            f"{100 * check['fmr_high']:.2f} %); here applied per {unit}")
+    return (f"auto-accept at a false-match rate of at most {100 * check['rate']:g} % per {unit}: on the run's "
+            f"validation (outer folds, each calibrated on the others) it accepted {check['accepted']} of "
+            f"{check['queries']} {unit}s ({100 * check['accepted_share']:.1f} %), {check['false_matches']} of them "
+            f"wrong: observed {100 * check['observed_fmr']:.2f} % (95 % interval {100 * check['fmr_low']:.2f}–"
+            f"{100 * check['fmr_high']:.2f} %)")
+
+
+def decide(units: pd.DataFrame, rate: float, calibration, encounter_calibration=None) -> tuple[np.ndarray, list[str]]:
+    """Which rows (photos or encounters) ``rate`` accepts, and the notes to state beside it.
+
+    Rows are calibrated by the photo calibration (photos, and encounters of one photo) or by
+    the encounter calibration (encounters of several). Each kind is accepted only where its
+    validation supports the rate (:mod:`.rate_support`); where it does not, none of that kind
+    is accepted and the one line saying so replaces the usual check note."""
+    accepted = accepted_mask(units, rate)
+    multi = (pd.to_numeric(units["n_photos"]).to_numpy() > 1 if "n_photos" in units.columns
+             else np.zeros(len(units), bool))
+    kinds = [("photo", ~multi, calibration)]
+    if encounter_calibration is not None:
+        kinds.append(("encounter", multi, encounter_calibration))
+    notes = []
+    for unit, rows, cal in kinds:
+        if not rows.any():
+            continue
+        line = support_line(cal.oof_p, cal.oof_right, rate, unit)
+        if line is None:
+            notes.append(check_note(cal.fmr_check(rate), unit))
+        else:
+            accepted &= ~rows
+            notes.append(line)
+    return accepted, notes

@@ -30,8 +30,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-__all__ = ["Calibration", "IsotonicSteps", "accepts", "fit_isotonic", "fit_temperature", "outcome_logprobs", "pav",
-           "reliability", "wilson"]
+__all__ = ["Calibration", "IsotonicSteps", "accepts", "fit_isotonic", "fit_temperature", "fit_top_steps",
+           "outcome_logprobs", "pav", "reliability", "top_steps_p", "wilson"]
 
 TIE = 1e-12  # pooled means are float averages: equal rates may differ in the last bit
 
@@ -146,6 +146,26 @@ def top_right(scores: np.ndarray, truth_idx: np.ndarray, threshold: float) -> np
     return np.where(new_first, truth_idx == -1, best == truth_idx)
 
 
+def fit_top_steps(logp: np.ndarray, right: np.ndarray) -> tuple[IsotonicSteps, IsotonicSteps | None]:
+    """The isotonic steps of "the top outcome is right" on the top outcome's probability, one
+    fit where a known individual is on top and one where "new individual" (the last column)
+    is (None when it never is). Photos and encounters are calibrated alike."""
+    logp, right = np.atleast_2d(logp), np.asarray(right, bool)
+    top, new = np.exp(logp.max(axis=1)), logp.argmax(axis=1) == logp.shape[1] - 1
+    known = fit_isotonic(top[~new], right[~new]) if (~new).any() else fit_isotonic(top, right)
+    return known, fit_isotonic(top[new], right[new]) if new.any() else None
+
+
+def top_steps_p(steps: IsotonicSteps, steps_new: IsotonicSteps | None, logp: np.ndarray) -> np.ndarray:
+    """P(top outcome right) of each row of outcome log-probabilities, from :func:`fit_top_steps`'s steps."""
+    logp = np.atleast_2d(logp)
+    top = np.exp(np.max(logp, axis=1))
+    p = steps(top)
+    if steps_new is not None:
+        p = np.where(logp.argmax(axis=1) == logp.shape[1] - 1, steps_new(top), p)
+    return p
+
+
 @dataclass
 class Calibration:
     """A run's calibration: the temperature and the isotonic steps, one set per kind of
@@ -169,24 +189,15 @@ class Calibration:
     def fit(cls, scores: np.ndarray, truth_idx: np.ndarray, threshold: float) -> "Calibration":
         temperature = fit_temperature(scores, truth_idx, threshold)
         logp = outcome_logprobs(scores, threshold, temperature)
-        top, new = np.exp(logp.max(axis=1)), logp.argmax(axis=1) == logp.shape[1] - 1
-        right = top_right(scores, truth_idx, threshold)
-        known = fit_isotonic(top[~new], right[~new]) if (~new).any() else fit_isotonic(top, right)
-        return cls(temperature, known, fit_isotonic(top[new], right[new]) if new.any() else None,
-                   float((np.asarray(truth_idx) == -1).mean()))
+        known, new = fit_top_steps(logp, top_right(scores, truth_idx, threshold))
+        return cls(temperature, known, new, float((np.asarray(truth_idx) == -1).mean()))
 
     def logprobs(self, scores: np.ndarray, threshold: float) -> np.ndarray:
         return outcome_logprobs(scores, threshold, self.temperature)
 
     def p_correct_from_logprobs(self, logp: np.ndarray) -> np.ndarray:
-        """P(top outcome right) from outcome log-probabilities (a photo's, or an encounter's fused ones)."""
-        logp = np.atleast_2d(logp)
-        top = np.exp(np.max(logp, axis=1))
-        p = self.steps(top)
-        if self.steps_new is not None:
-            new = logp.argmax(axis=1) == logp.shape[1] - 1
-            p = np.where(new, self.steps_new(top), p)
-        return p
+        """P(top outcome right) from a photo's outcome log-probabilities."""
+        return top_steps_p(self.steps, self.steps_new, logp)
 
     def p_correct(self, scores: np.ndarray, threshold: float) -> np.ndarray:
         return self.p_correct_from_logprobs(self.logprobs(scores, threshold))

@@ -3,7 +3,9 @@
 Columns: ``encounter``, ``images`` and ``paths`` (the encounter's photos, ``|``-separated),
 ``n_photos``, ``predictions`` (five outcomes by fused probability, ``new_whale`` where
 "new individual" ranks), ``scores`` (their fused probabilities), ``new_individual``,
-``p_correct`` (the run's isotonic step at the fused top probability), ``margin`` (the
+``p_correct`` (an encounter of several photos: the encounter calibration's step at the fused
+top probability, :mod:`.encounter_calibration`; empty without one; one photo: the photo's own),
+``margin`` (the
 smallest of its photos' margins) and ``closest_1`` … ``closest_5`` (per candidate the
 gallery photo most like the encounter's photo that gives the candidate most evidence).
 An encounter of one photo keeps that photo's ranking exactly (near-duplicate rule
@@ -17,6 +19,7 @@ import pandas as pd
 
 from ..labels import NEW_WHALE
 from .calibration import Calibration
+from .encounter_calibration import EncounterCalibration
 from ..errors import DataError
 from .encounters import FUSIONS, fuse, group, ranked
 
@@ -37,9 +40,11 @@ def _closest(closest: np.ndarray | None, logp: np.ndarray, col: dict, labels: li
 
 
 def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibration: Calibration,
-                    fusion: str = "flat") -> pd.DataFrame:
+                    fusion: str = "flat", encounter_calibration: EncounterCalibration | None = None) -> pd.DataFrame:
     """Fuse the rows of ``photos`` (from :func:`~.matching.identify_photos` with log-probabilities
-    kept) by ``encounter_of`` (image → encounter), the ``fusion`` way of :data:`.encounters.FUSIONS`."""
+    kept) by ``encounter_of`` (image → encounter), the ``fusion`` way of :data:`.encounters.FUSIONS`;
+    ``encounter_calibration`` (of the same fusion way) gives encounters of several photos their
+    ``p_correct``, and without one they have none (the photo steps would overstate them)."""
     if fusion not in FUSIONS:
         raise DataError(f"unknown encounter fusion {fusion!r}.", fix=f"use one of {', '.join(FUSIONS)}.")
     logp_all, classes = photos.attrs["logprobs"], photos.attrs["classes"]
@@ -55,7 +60,12 @@ def encounter_frame(photos: pd.DataFrame, encounter_of: dict[str, str], calibrat
         else:
             labels, _ = ranked(fused, classes, NEW_WHALE)
         probs = [float(np.exp(fused[col[lab] if lab in col else len(classes)])) for lab in labels]
-        p = float(calibration.p_correct_from_logprobs(fused[None])[0])
+        if len(idx) == 1:
+            p = float(sub["p_correct"].iloc[0])
+        elif encounter_calibration is not None:
+            p = float(encounter_calibration.p_correct_from_logprobs(fused[None])[0])
+        else:
+            p = float("nan")
         moved = bool(sub["p_correct"].isna().any())
         rows.append({
             "encounter": enc, "images": SEP.join(sub["image"]), "n_photos": len(idx),

@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import DataError
 from ..io import write_csv
 from ..labels import NEW_WHALE
-from .auto_accept import accepted_mask, auto_decisions, check_note, check_rate
+from .auto_accept import auto_decisions, check_rate, decide
 from .encounter_matches import encounter_frame
 from .encounters import encounters_by_gap, read_encounters
 from .photos import Photos, list_photos, open_boxes, prepare_photos
@@ -180,14 +180,17 @@ def identify(run_dir: str | Path | TrainedRun, photos: Sequence[str | Path] | st
                                   keep_logprobs=encounter_of is not None, crops=crops)
     notes.extend(more)
     result = Matches(frame, prepared.skipped, prepared.pixels, notes, calibration=calibration)
+    enc_cal = None
     if encounter_of is not None:
-        result.encounters = encounter_frame(frame, encounter_of, calibration.calibration, encounter_fusion)
+        enc_cal, why = calibration.for_encounters(encounter_fusion)
+        notes.extend([why] if why else [])
+        result.encounters = encounter_frame(frame, encounter_of, calibration.calibration, encounter_fusion, enc_cal)
     if rate is not None:
         units = result.units
-        accepted = accepted_mask(units, rate)
+        accepted, more = decide(units, rate, calibration, enc_cal)
         units["auto_accepted"] = accepted
         result.decisions = auto_decisions(units, accepted)
-        notes.append(check_note(calibration.fmr_check(rate), "encounter" if encounter_of is not None else "photo"))
+        notes.extend(more)
     if out is not None or page:
         result.csv = write_csv(Path(out) if out is not None else Path("matches.csv"), result.units)
         if result.encounters is not None:

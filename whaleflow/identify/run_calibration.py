@@ -13,6 +13,12 @@ photos ``--auto-accept-fmr r`` would have accepted and how many of those were wr
 (:func:`fmr_check`, with a Wilson interval). The blend weights and threshold were
 themselves tuned on all of validation, so the check is a little optimistic; it is
 stated as measured.
+
+Format 2 (``whaleflow.calibration/2``) adds ``encounters``: per fusion way the
+calibration of an encounter's fused decision, fitted on validation encounters, with its
+own outer-fold check (:mod:`.encounter_calibration`). A format-1 file still loads, with
+no encounter calibration: encounters of several photos then go to review, and identify
+says why in one note.
 """
 from __future__ import annotations
 
@@ -24,7 +30,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import write_json
-from .calibration import Calibration, accepts, reliability, top_right, wilson
+from .calibration import Calibration, reliability, top_right
+from .encounter_calibration import EncounterCalibration, fit_encounter_calibrations
+from .rate_support import LADDER, fmr_check
 
 CALIBRATION = Path("ensemble") / "calibration.json"
 FOLDS = 5
@@ -70,55 +78,78 @@ def _out_of_fold(scores: np.ndarray, truth: np.ndarray, threshold: float, folds:
     return p
 
 
+FORMAT = "whaleflow.calibration/2"      # format 1: photos only (written before encounter calibration)
+FORMAT_1 = "whaleflow.calibration/1"
+
+
 @dataclass
 class RunCalibration:
-    """The calibration of a run and its outer-fold check."""
+    """The calibration of a run and its outer-fold check; per fusion way its encounter
+    calibration (``encounters``; None when read from a format-1 file, which has none)."""
 
     calibration: Calibration
     threshold: float
     oof_p: np.ndarray          # held-out p_correct per validation query
     oof_right: np.ndarray      # whether its top outcome was right
     folds: int
+    encounters: dict[str, EncounterCalibration] | None = None
 
     def fmr_check(self, rate: float) -> dict:
         """What ``--auto-accept-fmr rate`` did on the held-out folds: accepted share, the false
-        matches among them and their rate with a 95 % Wilson interval."""
-        accepted = accepts(self.oof_p, rate)
-        n, wrong = int(accepted.sum()), int((accepted & ~self.oof_right).sum())
-        lo, hi = wilson(wrong, n)
-        return {"rate": rate, "queries": int(len(self.oof_p)), "accepted": n,
-                "accepted_share": n / max(len(self.oof_p), 1), "false_matches": wrong,
-                "observed_fmr": wrong / n if n else 0.0, "fmr_low": lo, "fmr_high": hi}
+        matches among them and their rate with a 95 % Wilson interval, and whether the rate
+        is supported (:mod:`.rate_support`)."""
+        return fmr_check(self.oof_p, self.oof_right, rate)
 
     def reliability(self, bins: int = 10) -> list[dict]:
         return reliability(self.oof_p, self.oof_right, bins)
 
     def to_dict(self) -> dict:
-        return {"format": "whaleflow.calibration/1", **self.calibration.to_dict(), "threshold": self.threshold,
+        return {"format": FORMAT, **self.calibration.to_dict(), "threshold": self.threshold,
                 "folds": self.folds, "oof_p": self.oof_p.round(6).tolist(),
                 "oof_right": self.oof_right.astype(int).tolist(),
-                "check": [self.fmr_check(r) for r in (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)]}
+                "check": [self.fmr_check(r) for r in LADDER],
+                "encounters": {f: e.to_dict() for f, e in (self.encounters or {}).items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunCalibration":
+        fmt = d.get("format", FORMAT_1)
+        if fmt not in (FORMAT, FORMAT_1):
+            raise ValueError(f"unknown format {fmt!r}, this whaleflow reads {FORMAT_1} and {FORMAT}")
+        encounters = ({f: EncounterCalibration.from_dict(e) for f, e in d["encounters"].items()}
+                      if fmt == FORMAT else None)
         return cls(Calibration.from_dict(d), float(d["threshold"]), np.asarray(d["oof_p"], float),
-                   np.asarray(d["oof_right"], bool), int(d["folds"]))
+                   np.asarray(d["oof_right"], bool), int(d["folds"]), encounters)
+
+    def for_encounters(self, fusion: str) -> tuple[EncounterCalibration | None, str | None]:
+        """The encounter calibration of a fusion way, or None and the note that says why not."""
+        if self.encounters is None:
+            return None, (f"the run's {CALIBRATION.as_posix()} is format 1 (photos only, written before encounters "
+                          "were calibrated): encounters of several photos get no p_correct and go to review; "
+                          "delete the file and the next identify refits it, encounters included, from the run's "
+                          "validation scores")
+        if fusion not in self.encounters:
+            return None, ("the run's validation forms no encounter of several photos (no individual has two "
+                          "validation photos): encounters of several photos get no p_correct and go to review")
+        return self.encounters[fusion], None
 
 
 def fit_run_calibration(run_dir: str | Path, *, folds: int = FOLDS, seed: int = 0) -> RunCalibration:
-    """Fit the run's calibration on its validation blend, check it on outer folds, store it."""
+    """Fit the run's calibration (photos, and encounters per fusion way) on its validation
+    blend, check it on outer folds, store it."""
     scores, truth, threshold = validation_blend(run_dir)
     keep = truth >= -1  # a truth outside a query's top-K candidates has no outcome column
     scores, truth = scores[keep], truth[keep]
-    result = RunCalibration(Calibration.fit(scores, truth, threshold), threshold,
-                            _out_of_fold(scores, truth, threshold, folds, seed),
-                            top_right(scores, truth, threshold).astype(bool), folds)
+    calibration = Calibration.fit(scores, truth, threshold)
+    result = RunCalibration(calibration, threshold, _out_of_fold(scores, truth, threshold, folds, seed),
+                            top_right(scores, truth, threshold).astype(bool), folds,
+                            fit_encounter_calibrations(scores, truth, threshold, calibration, folds=folds, seed=seed))
     write_json(Path(run_dir) / CALIBRATION, result.to_dict())
     return result
 
 
 def load_calibration(run_dir: str | Path) -> RunCalibration:
-    """The stored calibration, fitted and stored first when the run has none yet."""
+    """The stored calibration, fitted and stored first when the run has none yet. A format-1
+    file (photos only) still loads; :meth:`RunCalibration.for_encounters` says what it lacks."""
     path = Path(run_dir) / CALIBRATION
     if not path.is_file():
         return fit_run_calibration(run_dir)

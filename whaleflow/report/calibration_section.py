@@ -52,22 +52,49 @@ def reliability_figure(run_dir: str | Path) -> Optional[Figure]:
     return fig
 
 
+def _check_rows(check, unit: str) -> list[list[str]]:
+    """One table row per rate: what accepting at it did on held-out validation, and whether
+    validation backs the rate (:mod:`whaleflow.identify.rate_support`)."""
+    rows = []
+    for r in (0.005, 0.01, 0.02, 0.05, 0.1):
+        c = check(r)
+        backs = "yes" if c["supported"] else f"no (needs ≥ {c['needed']} accepted, upper bound ≤ {100 * r:g} %)"
+        rows.append([unit, f"{100 * r:g} %", f"{c['accepted']} of {c['queries']} ({100 * c['accepted_share']:.1f} %)",
+                     f"{c['false_matches']}", f"{100 * c['observed_fmr']:.2f} %",
+                     f"{100 * c['fmr_low']:.2f}–{100 * c['fmr_high']:.2f} %", backs])
+    return rows
+
+
+def _lowest(cal) -> str:
+    from ..identify.rate_support import lowest_supported
+
+    parts = [("photo", cal)] + [(f"encounter ({f} fusion)", e) for f, e in (cal.encounters or {}).items()]
+    said = []
+    for unit, c in parts:
+        low = lowest_supported(c.oof_p, c.oof_right)
+        said.append(f"{low * 100:g} % per {unit}" if low is not None else f"no rate per {unit}")
+    return ("The lowest stated rate its validation supports (enough accepted to see one error at that rate, and "
+            "the interval's upper bound under it): " + "; ".join(said) + ". identify accepts nothing at a rate "
+            "validation does not support, and says so.")
+
+
 def calibration_section(run_dir: str | Path, figs: dict[str, str]) -> str:
     cal = load(run_dir)
     if cal is None:
         return section("calibration", "How sure is sure",
                        note("No calibration (ensemble/calibration.json); the next identify fits one."))
-    rows = []
-    for r in (0.005, 0.01, 0.02, 0.05, 0.1):
-        c = cal.fmr_check(r)
-        rows.append([f"{100 * r:g} %", f"{c['accepted']} of {c['queries']} ({100 * c['accepted_share']:.1f} %)",
-                     f"{c['false_matches']}", f"{100 * c['observed_fmr']:.2f} %",
-                     f"{100 * c['fmr_low']:.2f}–{100 * c['fmr_high']:.2f} %"])
+    rows = _check_rows(cal.fmr_check, "photo")
+    for fusion, enc in (cal.encounters or {}).items():
+        rows += _check_rows(enc.fmr_check, f"encounter ({fusion}, {len(enc.oof_p)} on validation)")
     lead = (f"p_correct is the calibrated chance that a photo's top candidate is right (new individual "
             f"included), fitted on validation: temperature {cal.calibration.temperature:.3g}, then isotonic "
-            f"steps. Checked on {cal.folds} outer folds, each calibrated on the others.")
-    body = table(["stated rate", "auto-accepted", "false matches", "observed FMR", "95 % interval"], rows,
-                 numeric=(2,))
+            f"steps; an encounter's has steps of its own, fitted on validation encounters. Checked on "
+            f"{cal.folds} outer folds, each calibrated on the others. {_lowest(cal)}")
+    body = table(["unit", "stated rate", "auto-accepted", "false matches", "observed FMR", "95 % interval",
+                  "validation backs it"], rows, numeric=(3,))
+    if cal.encounters is None:
+        body += note("This calibration.json is format 1 (photos only); the next identify with encounters "
+                     "says how to refit it.")
     if "reliability" in figs:
         caption = "Held-out p_correct against the observed share right, in 10 bins (counts beside the points)."
         body = f'<div class="figs">{figure(figs["reliability"], "reliability", caption)}</div>' + body
