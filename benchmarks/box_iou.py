@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     p.add_argument("--refine-views", type=int, default=None,
                    help="crops per photo for the second look (0: one look; default: the fit's own default)")
     p.add_argument("--margin", type=float, default=None, help="the second look's margin around the first box")
+    p.add_argument("--stride", type=int, default=None, help="the head's grid: 16, or 8 (finer, slower)")
     p.add_argument("--frozen-stages", type=int, default=5, help="5: the backbone frozen; 4: its stride-32 stages train")
     p.add_argument("--mirror", action="store_true", help="also score with the mirrored photo averaged in")
     args = p.parse_args(argv)
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
                           canvas=tuple(int(v) for v in args.canvas.split("x")), views=args.views,
                           epochs=args.epochs, mirror=args.mirror, frozen_stages=args.frozen_stages,
                           **({} if args.refine_views is None else {"refine_views": args.refine_views}),
+                          **({} if args.stride is None else {"stride": args.stride}),
                           **({} if args.margin is None else {"refine": RefineAugment(margin=args.margin)}))
     photos = read_listed([photo_path(data, n) for n in rest["Image"]])
     out = {"photos": len(photos), **{k: model.metrics[k] for k in ("held_out_iou", "seconds", "seconds_views", "cpu_seconds",

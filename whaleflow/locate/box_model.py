@@ -116,7 +116,8 @@ class BoxModel:
 def build_net(settings: dict) -> BoxNet:
     """The network the settings describe."""
     return BoxNet(backbone=settings["backbone"], pretrained=settings["pretrained"],
-                  frozen_stages=int(settings["frozen_stages"]), canvas=tuple(settings["canvas"]))
+                  frozen_stages=int(settings["frozen_stages"]), canvas=tuple(settings["canvas"]),
+                  stride=int(settings.get("stride", 16)))
 
 
 def read_model_file(path: str | Path) -> dict:

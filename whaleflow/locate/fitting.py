@@ -92,7 +92,7 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
                   pretrained: bool | str = True, frozen_stages: int = 5, canvas=(128, 192), epochs: int = 30,
                   views: int = 12, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, holdout: float = 0.2, seed: int = 0,
                   mirror: bool = False, augment: BoxAugment | None = None, refine_views: int = 0,
-                  refine: RefineAugment | None = None, progress: bool = False) -> BoxModel:
+                  refine: RefineAugment | None = None, stride: int = 16, progress: bool = False) -> BoxModel:
     """Train on grey ``images`` with their ``boxes`` (n, 4, image pixels); metrics: mean IoU on the
     held-out photos (``held_out_iou``), counts and seconds. ``refine_views`` > 0 adds that many crops
     per photo and makes the model take a second look (:mod:`whaleflow.locate.refine`) when it predicts."""
@@ -107,7 +107,8 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
     rng = np.random.default_rng([seed, 26])
     settings = {"backbone": backbone, "pretrained": pretrained, "frozen_stages": int(frozen_stages),
                 "canvas": list(canvas), "mirror": bool(mirror),
-                "refine": {"margin": refine.margin, "max_zoom": refine.max_zoom} if refine_views else None}
+                "refine": {"margin": refine.margin, "max_zoom": refine.max_zoom} if refine_views else None,
+                "stride": int(stride)}
     net = build_net(settings)
     feats, target = make_views(net, images, boxes, train, views=views, augment=augment or BoxAugment(),
                                canvas=canvas, rng=rng, refine_views=refine_views, refine=refine, progress=progress)
