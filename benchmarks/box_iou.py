@@ -79,6 +79,10 @@ def main(argv=None) -> int:
         iou = box_iou(model.predict_pixels(photos)[:, :4], rest[cols].to_numpy(float))
         out["mirror" if mirror else "plain"] = {"mean_iou": round(float(iou.mean()), 4),
                                                 "below_0.5": int((iou < 0.5).sum())}
+    if model.settings.get("refine"):  # the same fit without its second look: what the second look adds
+        model.settings.update(mirror=False, refine=None)
+        iou = box_iou(model.predict_pixels(photos)[:, :4], rest[cols].to_numpy(float))
+        out["one_look"] = {"mean_iou": round(float(iou.mean()), 4), "below_0.5": int((iou < 0.5).sum())}
     print(json.dumps(out))
     return 0
 
