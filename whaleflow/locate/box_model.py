@@ -2,7 +2,9 @@
 
 ``BoxModel.predict(paths)`` decodes each photo in grey, letterboxes it onto the
 network's canvas, predicts the box on it (and on its mirror, averaged, when the settings
-say ``mirror``: twice the cost), maps it back to the photo's pixels and clamps it inside the photo. The score is
+say ``mirror``: twice the cost), maps it back to the photo's pixels and clamps it inside the photo; a model
+fitted with ``refine_views`` (the default) then takes a second look at a crop around that box
+(:mod:`whaleflow.locate.refine`: twice the cost again, mean IoU 0.764 → 0.782 on the seed-11 synthetic set). The score is
 the network's own estimate of the box's IoU with the true one (0–1), so low scores
 mark the crops to look at first.
 

@@ -91,7 +91,7 @@ def make_views(net: BoxNet, images, boxes, idx, *, views: int, augment: BoxAugme
 def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: str = "efficientnet_lite0",
                   pretrained: bool | str = True, frozen_stages: int = 5, canvas=(128, 192), epochs: int = 30,
                   views: int = 12, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, holdout: float = 0.2, seed: int = 0,
-                  mirror: bool = False, augment: BoxAugment | None = None, refine_views: int = 0,
+                  mirror: bool = False, augment: BoxAugment | None = None, refine_views: int = 6,
                   refine: RefineAugment | None = None, stride: int = 16, progress: bool = False) -> BoxModel:
     """Train on grey ``images`` with their ``boxes`` (n, 4, image pixels); metrics: mean IoU on the
     held-out photos (``held_out_iou``), counts and seconds. ``refine_views`` > 0 adds that many crops
