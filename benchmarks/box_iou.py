@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from whaleflow.locate.fitting import fit_box_model, read_listed  # noqa: E402
 from whaleflow.locate.iou import box_iou  # noqa: E402
+from whaleflow.locate.refine import RefineAugment  # noqa: E402
 
 
 def make_data(args) -> Path:
@@ -53,6 +54,11 @@ def main(argv=None) -> int:
     p.add_argument("--canvas", default="128x192", help="box model canvas height x width")
     p.add_argument("--views", type=int, default=12)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--refine-views", type=int, default=None,
+                   help="crops per photo for the second look (0: one look; default: the fit's own default)")
+    p.add_argument("--margin", type=float, default=None, help="the second look's margin around the first box")
+    p.add_argument("--stride", type=int, default=None, help="the head's grid: 16, or 8 (finer, slower)")
+    p.add_argument("--frozen-stages", type=int, default=5, help="5: the backbone frozen; 4: its stride-32 stages train")
     p.add_argument("--mirror", action="store_true", help="also score with the mirrored photo averaged in")
     args = p.parse_args(argv)
     data = make_data(args)
@@ -61,14 +67,22 @@ def main(argv=None) -> int:
     cols = ["x0", "y0", "x1", "y1"]
     model = fit_box_model(read_listed([photo_path(data, n) for n in listed["Image"]]), listed[cols].to_numpy(float),
                           canvas=tuple(int(v) for v in args.canvas.split("x")), views=args.views,
-                          epochs=args.epochs, mirror=args.mirror)
+                          epochs=args.epochs, mirror=args.mirror, frozen_stages=args.frozen_stages,
+                          **({} if args.refine_views is None else {"refine_views": args.refine_views}),
+                          **({} if args.stride is None else {"stride": args.stride}),
+                          **({} if args.margin is None else {"refine": RefineAugment(margin=args.margin)}))
     photos = read_listed([photo_path(data, n) for n in rest["Image"]])
-    out = {"photos": len(photos), **{k: model.metrics[k] for k in ("held_out_iou", "seconds", "cpu_seconds", "threads")}}
+    out = {"photos": len(photos), **{k: model.metrics[k] for k in ("held_out_iou", "seconds", "seconds_views", "cpu_seconds",
+                                                               "threads", "refine_views")}}
     for mirror in sorted({False, args.mirror}):  # one fit, scored plain and (when asked) with the mirror averaged in
         model.settings["mirror"] = mirror
         iou = box_iou(model.predict_pixels(photos)[:, :4], rest[cols].to_numpy(float))
         out["mirror" if mirror else "plain"] = {"mean_iou": round(float(iou.mean()), 4),
                                                 "below_0.5": int((iou < 0.5).sum())}
+    if model.settings.get("refine"):  # the same fit without its second look: what the second look adds
+        model.settings.update(mirror=False, refine=None)
+        iou = box_iou(model.predict_pixels(photos)[:, :4], rest[cols].to_numpy(float))
+        out["one_look"] = {"mean_iou": round(float(iou.mean()), 4), "below_0.5": int((iou < 0.5).sum())}
     print(json.dumps(out))
     return 0
 

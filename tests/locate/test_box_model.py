@@ -23,10 +23,13 @@ def _photos(n, seed=0, w=120, h=80):
     return images, np.array(boxes, float)
 
 
-def test_predictions_are_inside_and_survive_save_and_load(tmp_path):
+@pytest.mark.parametrize("options", [{"refine_views": 0}, {"refine_views": 1}, {"stride": 8, "frozen_stages": 4}])
+def test_predictions_are_inside_and_survive_save_and_load(tmp_path, options):
     images, boxes = _photos(12)
-    model = fit_box_model(images, boxes, epochs=1, views=1, canvas=(64, 96), holdout=0.25)
+    model = fit_box_model(images, boxes, epochs=1, views=1, canvas=(64, 96), holdout=0.25, **options)
     assert model.metrics["trained_on"] == 9 and model.metrics["held_out"] == 3
+    # the second look is the default; refine_views=0 turns it off
+    assert (model.settings["refine"] is not None) == bool(options.get("refine_views", 6))
     pred = model.predict_pixels(images)
     assert ((pred[:, 0] >= 0) & (pred[:, 2] <= 120) & (pred[:, 1] >= 0) & (pred[:, 3] <= 80)).all()
     assert ((pred[:, 2] > pred[:, 0]) & (pred[:, 3] > pred[:, 1]) & (pred[:, 4] >= 0) & (pred[:, 4] <= 1)).all()

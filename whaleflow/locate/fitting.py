@@ -12,8 +12,11 @@ laptop, so the recipe is built for that:
 * a share of the listed photos (``holdout``) is kept out and the fitted model's mean IoU
   on them is its honest score.
 
+* with ``refine_views``, each photo also gives that many crops around its jittered box, so
+  the same network learns the second look it takes when predicting (:mod:`whaleflow.locate.refine`).
+
 Photos are shrunk to at most twice the canvas once (the augmentation never zooms in
-further than that).
+further than that; with the second look, ``max_zoom`` times).
 """
 from __future__ import annotations
 
@@ -31,12 +34,13 @@ from .box_augment import BoxAugment, letterbox_matrix, transform_boxes, warp
 from .box_model import BoxModel, build_net, to_tensor
 from .box_net import BoxNet, box_loss
 from .iou import box_iou
+from .refine import RefineAugment
 
 
-def shrink(img: np.ndarray, box, canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The photo at most twice the canvas on each side, and its box scaled with it."""
+def shrink(img: np.ndarray, box, canvas: tuple[int, int], most: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """The photo at most ``most`` times the canvas on each side, and its box scaled with it."""
     ch, cw = canvas
-    s = min(1.0, 2 * cw / img.shape[1], 2 * ch / img.shape[0])
+    s = min(1.0, most * cw / img.shape[1], most * ch / img.shape[0])
     box = np.asarray(box, dtype=np.float64)[:4]
     if s >= 1.0:
         return img, box
@@ -53,17 +57,23 @@ def split_holdout(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def make_views(net: BoxNet, images, boxes, idx, *, views: int, augment: BoxAugment, canvas,
-               rng: np.random.Generator, batch: int = 64, progress: bool = False):
+               rng: np.random.Generator, refine_views: int = 0, refine: RefineAugment | None = None,
+               batch: int = 64, progress: bool = False):
     """Frozen features (a tuple of (n·views, C, h, w) maps) and canvas-fraction targets (n·views, 4) of the
-    augmented views of ``images[idx]``; view 0 of each photo is the plain letterbox."""
+    augmented views of ``images[idx]``; view 0 of each photo is the plain letterbox, and the last
+    ``refine_views`` of each are crops around its jittered box (the second look's input)."""
     ch, cw = canvas
     pixels, targets = [], []
-    for v in range(views):
+    for v in range(views + refine_views):
         for i in idx:
             base = letterbox_matrix(images[i].shape[1], images[i].shape[0], canvas)
             if v == 0:
                 pixels.append(warp(images[i], base, canvas))
                 targets.append(transform_boxes(boxes[i], base, canvas)[0])
+            elif v >= views:
+                x, y = (refine or RefineAugment()).sample(images[i], boxes[i], canvas, rng)
+                pixels.append(x)
+                targets.append(y)
             else:
                 x, y = augment.sample(images[i], boxes[i], base, canvas, rng)
                 pixels.append(x)
@@ -81,21 +91,27 @@ def make_views(net: BoxNet, images, boxes, idx, *, views: int, augment: BoxAugme
 def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: str = "efficientnet_lite0",
                   pretrained: bool | str = True, frozen_stages: int = 5, canvas=(128, 192), epochs: int = 30,
                   views: int = 12, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.01, holdout: float = 0.2, seed: int = 0,
-                  mirror: bool = False, augment: BoxAugment | None = None, progress: bool = False) -> BoxModel:
+                  mirror: bool = False, augment: BoxAugment | None = None, refine_views: int = 6,
+                  refine: RefineAugment | None = None, stride: int = 16, progress: bool = False) -> BoxModel:
     """Train on grey ``images`` with their ``boxes`` (n, 4, image pixels); metrics: mean IoU on the
-    held-out photos (``held_out_iou``), counts and seconds."""
+    held-out photos (``held_out_iou``), counts and seconds. ``refine_views`` > 0 adds that many crops
+    per photo and makes the model take a second look (:mod:`whaleflow.locate.refine`) when it predicts."""
     t0, cpu0 = time.perf_counter(), time.process_time()
     canvas = tuple(int(v) for v in canvas)
-    pairs = [shrink(im, b, canvas) for im, b in zip(images, boxes)]
+    refine = refine or RefineAugment()
+    # a second look zooms in up to max_zoom times the letterbox: keep the pixels it will see
+    pairs = [shrink(im, b, canvas, max(2.0, refine.max_zoom) if refine_views else 2.0) for im, b in zip(images, boxes)]
     images, boxes = [p[0] for p in pairs], np.stack([p[1] for p in pairs])
     train, held = split_holdout(len(images), holdout, seed)
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 26])
     settings = {"backbone": backbone, "pretrained": pretrained, "frozen_stages": int(frozen_stages),
-                "canvas": list(canvas), "mirror": bool(mirror)}
+                "canvas": list(canvas), "mirror": bool(mirror),
+                "refine": {"margin": refine.margin, "max_zoom": refine.max_zoom} if refine_views else None,
+                "stride": int(stride)}
     net = build_net(settings)
     feats, target = make_views(net, images, boxes, train, views=views, augment=augment or BoxAugment(),
-                               canvas=canvas, rng=rng, progress=progress)
+                               canvas=canvas, rng=rng, refine_views=refine_views, refine=refine, progress=progress)
     t_views = time.perf_counter() - t0
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     steps = max(1, epochs * math.ceil(len(target) / batch_size))
@@ -125,7 +141,7 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
     model.metrics = {"train_iou": round(fit_iou, 4), "held_out_iou": float(np.mean(ious)) if len(held) else None,
                      "held_out_iou_min": float(np.min(ious)) if len(held) else None,
                      "trained_on": len(train), "held_out": len(held), "epochs": int(epochs),
-                     "views": int(views), "seconds_views": round(t_views, 1),
+                     "views": int(views), "refine_views": int(refine_views), "seconds_views": round(t_views, 1),
                      "seconds": round(time.perf_counter() - t0, 1),
                      # CPU time of all threads: on a shared machine the honest measure of the cost
                      "cpu_seconds": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads()}
