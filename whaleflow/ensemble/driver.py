@@ -206,13 +206,13 @@ def run_ensemble(
                      f"{mix_text(mix.to_dict())}")
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
                         storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show,
-                        row_weights=row_w if ecfg.weigh_choice else None)
+                        row_weights=row_w if ecfg.weigh_choice else None, choice=ecfg.choice)
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
     outer = outer_estimate(mats_val, truth_idx, names, outer_folds=ecfg.outer_folds, trials=ecfg.trials,
                            folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior,
-                           row_weights=row_w, weighted_choice=ecfg.weigh_choice)
+                           row_weights=row_w, weighted_choice=ecfg.weigh_choice, choice=ecfg.choice)
     if outer is not None:
         notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
                      f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
