@@ -171,7 +171,9 @@ def panel_tables(results: dict[str, dict]) -> str:
         lo, hi = r.get("expected_low"), r.get("expected_high")
         if lo is None and r.get("expected") is not None:
             lo, hi = r["expected"] - (r.get("expected_std") or 0), r["expected"] + (r.get("expected_std") or 0)
-        rng = f"{_f(lo)}–{_f(hi)}" if lo is not None else ""
+        # whether the stated range holds the real figure, and its width: what issue 24 asks of it
+        rng = (f"{_f(lo)}–{_f(hi)} ({'holds' if lo <= ens['test'] <= hi else 'misses'}, {hi - lo:.2f} wide)"
+               if lo is not None else "")
         lines.append(f"| {name} | {r['photos']} | {_f(rows['frequency']['test'])} | {_f(rows['raw-pixel k-NN']['test'])} "
                      f"| {_f(peer['test'])} ({peer['size']} px) | {_f(ens['test'])} | {ens['test'] - peer['test']:+.3f} "
                      f"| {rng} | {r['seconds']:.0f} |")

@@ -206,12 +206,17 @@ class EnsembleConfig:
     # validation: every query weighs 1
     test_mix: str = "gallery"
     weigh_choice: bool = False  # the weights also choose the blend and the threshold (not only the estimate)
+    # best: the best Optuna trial's weights; within_se: the mean weights of every trial within one
+    # standard error of it (whaleflow.ensemble.tune)
+    choice: str = "best"
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     local_match: LocalMatchConfig = field(default_factory=LocalMatchConfig)
 
     def __post_init__(self):
         if self.test_mix not in ("gallery", "validation"):
             raise ConfigError(f"ensemble.test_mix must be gallery or validation, got {self.test_mix!r}.")
+        if self.choice not in ("best", "within_se"):
+            raise ConfigError(f"ensemble.choice must be best or within_se, got {self.choice!r}.")
 
 
 @dataclass(frozen=True)

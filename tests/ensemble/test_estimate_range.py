@@ -12,9 +12,9 @@ def test_mix_shares_by_hand():
     counts = np.array([1, 1, 1, 2, 8])          # bins: 1, 1, 1, 2, 5-8 (bin index 3)
     assert mix_shares("proportional", counts) == pytest.approx([3 / 13, 2 / 13, 0, 8 / 13])
     assert mix_shares("per_individual", counts) == pytest.approx([3 / 5, 1 / 5, 0, 1 / 5])
-    # the test queries' first-ranked individuals had 1, 8, 8 and 0 (new) photos
-    assert mix_shares("implied", counts, np.array([1, 8, 8, 0])) == pytest.approx([1 / 3, 0, 0, 2 / 3])
-    assert mix_shares("implied", counts, None) is None
+    assert mix_shares("proportional", np.zeros(3)) is None
+    with pytest.raises(ValueError, match="unknown test mix"):
+        mix_shares("implied", counts)
 
 
 def test_range_spans_the_mixes_on_a_hand_made_set():
@@ -36,15 +36,64 @@ def test_range_spans_the_mixes_on_a_hand_made_set():
     assert out["bins"]["new"]["n"] == 10
 
 
-def test_implied_mix_sets_the_new_share():
-    sizes = np.r_[np.ones(20), np.zeros(20)].astype(int)
-    ap = np.r_[np.full(20, 0.8), np.full(20, 0.4)]
-    folds = np.tile([0, 1], 20)
-    out = estimate_range(ap, folds, sizes, np.ones(20), predicted_sizes=np.ones(30), implied_new_share=0.25,
+def _two_bins():
+    """20 one-photo queries (AP 0.2, "new" put first), 20 eight-photo ones (AP 1.0, not), 10 new
+    ones (AP 0.5, "new" first); 30 individuals with one photo, 10 with eight; two identical folds."""
+    sizes = np.r_[np.ones(20), np.full(20, 8), np.zeros(10)].astype(int)
+    ap = np.r_[np.full(20, 0.2), np.ones(20), np.full(10, 0.5)]
+    new_first = np.r_[np.ones(20), np.zeros(20), np.ones(10)].astype(bool)
+    return ap, np.tile([0, 1], 25), sizes, np.r_[np.ones(30), np.full(10, 8)], new_first
+
+
+def test_implied_mix_matches_the_tests_new_first_share_by_hand():
+    ap, folds, sizes, counts, nf = _two_bins()
+    # a mix with one-photo share q0 weighs those queries 2·q0, the eight-photo ones 2·(1 − q0):
+    # new first for (40·q0 + 10) / 50 of the weight. The test's 60 % means q0 = 0.5, i.e.
+    # λ·30/110 + (1 − λ)·30/40 = 0.5, and MAP@5 (40·(0.5·0.2 + 0.5·1.0) + 10·0.5) / 50 = 0.58
+    lam = (0.75 - 0.5) / (0.75 - 30 / 110)
+    out = estimate_range(ap, folds, sizes, counts, val_new_first=nf, test_new_first=0.6, test_n=10 ** 7,
                          min_queries=5)
     m = out["mixes"]["implied"]
-    assert m["new_share"] == pytest.approx(0.25)
-    assert m["map5"] == pytest.approx(0.75 * 0.8 + 0.25 * 0.4)
+    assert m["lambda"] == pytest.approx(lam, abs=0.006)
+    assert m["new_first"] == pytest.approx(0.6, abs=0.003)
+    assert m["map5"] == pytest.approx(0.58, abs=0.003)
+    # ten million test queries pin the mix: the range is that one estimate
+    assert out["low"] == pytest.approx(0.58, abs=0.004) and out["high"] == pytest.approx(0.58, abs=0.004)
+    # fifty leave a band of mixes around it, each with the test sample's own error
+    few = estimate_range(ap, folds, sizes, counts, val_new_first=nf, test_new_first=0.6, test_n=50, min_queries=5)
+    assert few["lambda_low"] < lam < few["lambda_high"]
+    assert few["low"] < 0.58 - 0.03 and few["high"] > 0.58 + 0.03
+
+
+def test_a_hard_test_excludes_the_proportional_mix():
+    # every query of the test answered "new" first where proportional validation expects 52 %:
+    # only one query per individual (λ = 0) explains it, so the optimistic end is left out
+    ap, folds, sizes, counts, nf = _two_bins()
+    out = estimate_range(ap, folds, sizes, counts, val_new_first=nf, test_new_first=0.8, test_n=200,
+                         min_queries=5)
+    prop, per = out["mixes"]["proportional"], out["mixes"]["per_individual"]
+    assert per["new_first"] == pytest.approx((40 * 0.75 + 10) / 50)
+    assert out["mixes"]["implied"]["lambda"] == 0.0 and out["lambda_high"] < 0.3
+    assert out["high"] < prop["map5"] < prop["map5"] + prop["se"]
+    assert out["low"] == pytest.approx(per["map5"] - per["se"])
+
+
+def test_the_test_samples_own_error_is_added():
+    ap, folds, sizes, counts, nf = _two_bins()
+    out = estimate_range(ap, folds, sizes, counts, test_n=40, min_queries=5)
+    m = out["mixes"]["proportional"]
+    w = np.r_[np.full(20, 2 * 30 / 110), np.full(20, 2 * 80 / 110), np.ones(10)]
+    var = (w * (ap - m["map5"]) ** 2).sum() / w.sum()
+    assert m["se"] == pytest.approx(np.sqrt(var / 40))  # identical folds: no spread of their own
+
+
+def test_one_gallery_bin_leaves_the_mix_open():
+    # faces: every individual has three photos, so no mix moves the new-first share
+    sizes = np.r_[np.full(30, 2), np.zeros(10)].astype(int)
+    nf = np.r_[np.zeros(30), np.ones(10)].astype(bool)
+    out = estimate_range(np.r_[np.full(30, 0.8), np.full(10, 0.5)], np.tile([0, 1], 20), sizes, np.full(30, 3),
+                         val_new_first=nf, test_new_first=0.1, test_n=100, min_queries=5)
+    assert "implied" not in out["mixes"] and (out["lambda_low"], out["lambda_high"]) == (0.0, 1.0)
 
 
 def test_fold_spread_widens_the_range():

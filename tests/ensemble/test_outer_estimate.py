@@ -106,3 +106,32 @@ def test_row_weights_score_each_fold_by_weight_and_leave_the_choice_alone():
     chosen = outer_estimate(mats, truth, ["a", "b"], row_weights=w, weighted_choice=True, **kw)
     assert any(r["threshold"] != b["threshold"] or r["weights"] != b["weights"]
                for r, b in zip(chosen.folds, plain.folds))  # a weighted choice is another choice
+
+
+def test_within_se_averages_the_trials_that_tie_within_noise():
+    """The mean of the normalised weights of every trial at or above the floor, by hand."""
+    from types import SimpleNamespace
+
+    from whaleflow.ensemble.tune import _within_se
+
+    trials = [SimpleNamespace(value=v, params={"w_a": a, "w_b": b}) for v, a, b in
+              ((0.80, 1.0, 0.0), (0.79, 0.5, 0.5), (0.70, 0.0, 1.0), (None, 0.3, 0.3), (0.795, 0.0, 0.0))]
+    w, kept = _within_se(trials, ["w_a", "w_b"], 0.785)
+    assert kept == 3  # 0.80, 0.79 and the all-zero trial (equal weights); not 0.70 or the unfinished one
+    assert w == pytest.approx(np.mean([[1.0, 0.0], [0.5, 0.5], [0.5, 0.5]], axis=0))
+
+
+def test_within_se_choice_blends_models_a_tiny_validation_cannot_tell_apart():
+    """Two equally good, independent models on 40 queries: "best" keeps whichever trial won by
+    noise, "within_se" keeps both (and a single model beats it only by more than the error)."""
+    from whaleflow.ensemble.tune import tune_blend
+
+    mats, truth = _models(seed=3, n=40, c=15, bump=(1.5, 1.5))
+    kw = dict(trials=20, folds=3, seed=0, storage_path=None, progress=False)
+    best = tune_blend(mats, truth, ["a", "b"], **kw)
+    se = tune_blend(mats, truth, ["a", "b"], choice="within_se", **kw)
+    assert min(se.weights.values()) > 0.2
+    assert any("within one standard error" in n for n in se.notes)
+    assert min(best.weights.values()) <= min(se.weights.values())
+    with pytest.raises(ValueError, match="unknown blend choice"):
+        tune_blend(mats, truth, ["a", "b"], choice="mean", **kw)

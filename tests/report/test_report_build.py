@@ -82,7 +82,7 @@ def test_build_report_writes_page_figures_and_summary(built_run):
     html = index.read_text()
     for text in ("Ensemble · validation MAP@5", "0.660", "Test MAP@5", "frequency baseline", "metric_r50",
                  "Blend weight", "Where it fails", "Resolved configuration", "a note from the ensemble",
-                 "Gallery sizes", "one query per known individual", "0.580 – 0.710", "0.410",
+                 "Gallery sizes", "one query per known individual", "0.580 – 0.710", "0.410", "λ 0.40–0.90", "47 % (test)",
                  "w_0002_0.jpg"):  # the last one: the leaks table
         assert text in html, text
 

@@ -39,7 +39,7 @@ from ..io import write_csv, write_json
 from ..submission import write_submission
 from .blend import blend_matrices
 from .classifier_model import CLASSIFIER_NAME, build_classifier_model
-from .estimate_range import model_bins, run_estimate
+from .estimate_range import EstimateEvidence, model_bins, range_note, run_estimate
 from .outer import outer_estimate
 from .gallery_mix import mix_text, run_gallery_mix
 from .score_space import build_space, fit_normalizer, truth_of
@@ -206,13 +206,13 @@ def run_ensemble(
                      f"{mix_text(mix.to_dict())}")
     tuning = tune_blend(mats_val, truth_idx, names, trials=ecfg.trials, folds=ecfg.folds, seed=ecfg.seed,
                         storage_path=ens_dir / "optuna.db", fixed_threshold=fixed, prior=prior, progress=show,
-                        row_weights=row_w if ecfg.weigh_choice else None)
+                        row_weights=row_w if ecfg.weigh_choice else None, choice=ecfg.choice)
     notes.extend(tuning.notes)
     weights = np.array([tuning.weights[n] for n in names])
     threshold = tuning.threshold
     outer = outer_estimate(mats_val, truth_idx, names, outer_folds=ecfg.outer_folds, trials=ecfg.trials,
                            folds=ecfg.folds, seed=ecfg.seed, fixed_threshold=fixed, prior=prior,
-                           row_weights=row_w, weighted_choice=ecfg.weigh_choice)
+                           row_weights=row_w, weighted_choice=ecfg.weigh_choice, choice=ecfg.choice)
     if outer is not None:
         notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
                      f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
@@ -244,14 +244,14 @@ def run_ensemble(
     write_csv(ens_dir / "test_top.csv", pd.DataFrame({  # what pseudo-labelling picks from
         "image": test_images, "label": (top_labels := test_space.top_labels(blended_test)),
         "score": top1, "new_first": top1 < np.float32(test_threshold)}))
-    estimate, val_sizes = run_estimate(cfg, run_dir, outer, val_images, truth_idx, top_labels,
-                                       val_new_first=new_first_share(blended_val, threshold),
-                                       test_new_first=new_first_share(blended_test, test_threshold), mix=mix)
+    estimate, val_sizes = run_estimate(cfg, run_dir, outer, val_images, truth_idx, top_labels, EstimateEvidence(
+        val_top=[p[0] for p in val_pred], val_score=blended_val.max(axis=1), val_ap=ranked.ap_at(threshold),
+        threshold=threshold, test_score=top1, test_threshold=test_threshold,
+        path=ens_dir / "estimate_inputs.npz"), mix=mix)
     per_bin = (model_bins(mats_val, truth_idx, [tuning.single_threshold[n] for n in names], val_sizes)
                if val_sizes is not None else [None] * len(names))
     if estimate:
-        notes.append(f"expected test MAP@5 between {estimate['low']:.3f} and {estimate['high']:.3f} over the "
-                     f"test mixes {', '.join(estimate['mixes'])} (each ± its standard error over outer folds)")
+        notes.append(range_note(estimate))
     predictions = {im: list(p) for im, p in zip(test_images, test_pred)}
     if cfg.predict.use_duplicates and test_duplicates:
         used = 0

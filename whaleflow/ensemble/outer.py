@@ -64,6 +64,7 @@ def outer_estimate(
     prior: float | None = None,
     row_weights: np.ndarray | None = None,
     weighted_choice: bool = True,
+    choice: str = "best",
 ) -> OuterEstimate | None:
     """Score each outer fold with the blend chosen on the others; None with < 2 folds or images.
 
@@ -82,7 +83,8 @@ def outer_estimate(
         chosen = tune_blend([m[inner] for m in matrices], truth_idx[inner], list(names), trials=trials,
                             folds=folds, seed=seed, storage_path=None, fixed_threshold=fixed_threshold,
                             prior=prior, progress=False,
-                            row_weights=row_weights[inner] if row_weights is not None and weighted_choice else None)
+                            row_weights=row_weights[inner] if row_weights is not None and weighted_choice else None,
+                            choice=choice)
         weights = np.array([chosen.weights[nm] for nm in names])
         ranked = RankedTopK.from_scores(blend_matrices([m[held] for m in matrices], weights), truth_idx[held],
                                         weights=None if row_weights is None else row_weights[held])

@@ -58,7 +58,10 @@ from ..progress import progress_bar
 from .blend import blend_matrices
 from ..inference.ranked import RankedTopK, best_threshold
 
-__all__ = ["BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
+#: how the weights are taken from the study (``ensemble.choice``)
+CHOICES = ("best", "within_se")
+
+__all__ = ["CHOICES", "BlendTuning", "RankedTopK", "best_threshold", "cv_map5", "make_folds", "tune_blend"]
 
 
 # ----------------------------------------------------------------------------- folds
@@ -151,10 +154,14 @@ def tune_blend(
     prior: float | None = None,
     progress: bool = True,
     row_weights: np.ndarray | None = None,
+    choice: str = "best",
 ) -> BlendTuning:
     """Tune weights (Optuna, CV objective) and the final threshold over aligned,
     normalised validation matrices of the models called ``names`` (every MAP@5 weighted
-    by ``row_weights`` when given)."""
+    by ``row_weights`` when given). ``choice``: keep the best trial's weights, or
+    (``within_se``) average the weights of every trial within one standard error of it."""
+    if choice not in CHOICES:
+        raise ValueError(f"unknown blend choice {choice!r}: use one of {CHOICES}")
     import optuna
 
     names = list(names)
@@ -218,12 +225,21 @@ def tune_blend(
             notes.append(f"continued Optuna study {study_name}: {before} earlier trials, {n_run} new")
         w = np.array([best.params[k] for k in keys])
         weights = w if w.sum() > 0 else np.ones(len(keys))
+        if choice == "within_se":
+            se = _map5_se(blend_matrices(matrices, weights / weights.sum()), truth_idx, fixed_threshold, prior,
+                          row_weights)
+            weights, kept = _within_se(study.trials, keys, best.value - se)
+            notes.append(f"blend weights: the mean over the {kept} Optuna trials within one standard error "
+                         f"({se:.4f}) of the best CV MAP@5 {best.value:.4f}")
 
     weights = weights / weights.sum()
     cv = cv_of(weights)
     threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior, row_weights)
     best_single = max(names, key=lambda n: singles[n][1])
-    if singles[best_single][1] > full:
+    margin = 0.0
+    if choice == "within_se":  # the same tolerance against a single model as among blends
+        margin = _map5_se(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior, row_weights)
+    if singles[best_single][1] > full + margin:
         notes.append(f"the CV-chosen blend scored {full:.4f} on all of validation, below {best_single} "
                      f"alone ({singles[best_single][1]:.4f}); using {best_single} alone")
         weights = np.array([float(n == best_single) for n in names])
@@ -240,6 +256,30 @@ def tune_blend(
         study_name=study_name,
         notes=notes,
     )
+
+
+def _map5_se(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None, prior: float | None,
+             row_weights: np.ndarray | None) -> float:
+    """Standard error of a blend's (weighted) MAP@5 over validation queries, at its own threshold."""
+    ranked = RankedTopK.from_scores(scores, truth_idx, weights=row_weights)
+    threshold, mean = _evaluate(scores, truth_idx, fixed, prior, row_weights)
+    ap, w = ranked.ap_at(threshold), ranked.w
+    n_eff = w.sum() ** 2 / max(float((w ** 2).sum()), 1e-12)
+    var = float((w * (ap - mean) ** 2).sum() / max(w.sum(), 1e-12))
+    return float(np.sqrt(var / max(n_eff, 1.0)))
+
+
+def _within_se(trials, keys: list[str], floor: float) -> tuple[np.ndarray, int]:
+    """Mean normalised weights of the finished trials scoring at least ``floor``: on a small
+    validation set many weight vectors tie within noise, and the single best of them (often a
+    one-hot trial, enqueued first) is the most overfitted choice."""
+    kept = []
+    for t in trials:
+        if t.value is None or t.value < floor or not all(k in t.params for k in keys):
+            continue
+        w = np.array([t.params[k] for k in keys])
+        kept.append(w / w.sum() if w.sum() > 0 else np.full(len(keys), 1.0 / len(keys)))
+    return np.mean(kept, axis=0), len(kept)
 
 
 class _Progress:
