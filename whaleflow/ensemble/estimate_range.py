@@ -138,8 +138,9 @@ def estimate_range(query_ap: np.ndarray, fold_ids: np.ndarray, val_sizes: np.nda
         if np.ptp(predicted) > 1e-9:  # the mix moves the share (not so when every known query sits in one bin)
             mixes["implied"] = grid[int(np.argmin(gap))]
             plausible = [g for g, d in zip(grid, gap) if d <= z * se] or [mixes["implied"]]
-    low = min(g["map5"] - g["se"] for g in plausible)
-    high = max(g["map5"] + g["beyond"] + g["se"] for g in plausible)
+    # MAP@5 lives in [0, 1]; the error bars must not state a score no run can reach
+    low = max(0.0, min(g["map5"] - g["se"] for g in plausible))
+    high = min(1.0, max(g["map5"] + g["beyond"] + g["se"] for g in plausible))
     lams = [g["lambda"] for g in plausible]
     return {"low": float(low), "high": float(high), "mixes": mixes, "lambda_low": min(lams),
             "lambda_high": max(lams), "test_new_first": test_new_first, "bins": ap_by_bin(ap, sizes)}
