@@ -7,7 +7,7 @@ the models to blend (:mod:`.trials`), their scores normalised and aligned on a c
 class list and image order (:mod:`.model_scores`), Optuna picking weights and the
 new_whale threshold by cross-validated MAP@5 (:mod:`.tune`) — or the threshold following
 ``predict.new_prior`` on each query set (validation, test) by itself —, the validation and
-test outputs, the expected-score range (:mod:`.estimate_range`), the submission in the
+test outputs by the fitted blend's predict (:mod:`.fitted_blend`, which ``identify`` runs too), the expected-score range (:mod:`.estimate_range`), the submission in the
 data's layout (``prepared/summary.json``) and the run's record (:mod:`.ensemble_record`).
 
 Written under ``RUN_DIR``: ``submission.csv`` and, in ``ensemble/``, ``weights.json``
@@ -29,11 +29,10 @@ import pandas as pd
 
 from ..config import Config
 from ..identify.run_calibration import fit_run_calibration
-from ..inference.new_prior import prior_threshold
 from ..io import write_csv, write_json
 from ..submission import write_submission
-from .blend import blend_matrices
 from .ensemble_record import ensemble_summary, weights_record
+from .fitted_blend import FittedBlend
 from .estimate_range import EstimateEvidence, model_bins, range_note, run_estimate
 from .gallery_mix import GalleryMix, mix_text, run_gallery_mix
 from .model_scores import ModelScores, load_model_scores
@@ -63,10 +62,10 @@ def data_layout(run_dir: str | Path) -> str:
 
 @dataclass
 class TunedBlend:
-    """The chosen weights and threshold, how they were found and the outer estimate of their score."""
+    """The chosen weights (``tuning.weights``) and threshold, how they were found and the outer
+    estimate of their score."""
 
     tuning: BlendTuning
-    weights: np.ndarray                # per model, in the order of ModelScores.names
     threshold: float                   # new_whale threshold on the normalised validation blend
     outer: OuterEstimate | None        # nested-CV estimate of the test MAP@5 (None: off)
     mix: GalleryMix | None             # expected test mix of gallery sizes (None: test_mix validation)
@@ -117,16 +116,15 @@ def tune(cfg: Config, run_dir: Path, s: ModelScores, notes: list[str], *, progre
         notes.append(f"expected test MAP@5 {outer.map5:.4f} ± {outer.std:.4f} (std over {len(outer.folds)} outer "
                      f"folds, each scored with the weights and threshold chosen on the others); the in-sample "
                      f"validation MAP@5 of the chosen blend is {tuning.val_map5:.4f}")
-    return TunedBlend(tuning=tuning, weights=np.array([tuning.weights[n] for n in names]),
-                      threshold=tuning.threshold, outer=outer, mix=mix, row_weights=row_w)
+    return TunedBlend(tuning=tuning, threshold=tuning.threshold, outer=outer, mix=mix, row_weights=row_w)
 
 
 def blend_validation(ens_dir: Path, s: ModelScores, tb: TunedBlend) -> tuple[BlendedQueries, RankedTopK]:
-    """The blend on the validation queries: ``val_predictions.csv`` (per query its top five and
+    """The fitted blend's predict on the validation queries: ``val_predictions.csv`` (per query its top five and
     the hit's position, for the galleries and the pseudo-label floor) and
     ``threshold_curve.csv`` (MAP@5 against the new_whale threshold)."""
-    blended_val = blend_matrices(s.mats_val, tb.weights)
-    val_pred = s.val_space.predict_labels(blended_val, tb.threshold, k=min(5, len(s.val_space.classes)))
+    pred = FittedBlend(s.names, tb.tuning.weights, s.norms, tb.threshold).predict_aligned(s.val_space, s.mats_val)
+    blended_val, val_pred = pred.blended, pred.predictions
     hit = [next((j + 1 for j, lab in enumerate(p) if lab == tr), 0) for p, tr in zip(val_pred, s.truth)]
     write_csv(ens_dir / "val_predictions.csv", pd.DataFrame({
         "image": s.val_images, "truth": s.truth, "top5": [" ".join(p) for p in val_pred], "hit_position": hit,
@@ -144,13 +142,13 @@ def blend_validation(ens_dir: Path, s: ModelScores, tb: TunedBlend) -> tuple[Ble
 
 
 def blend_test(ens_dir: Path, cfg: Config, s: ModelScores, tb: TunedBlend) -> tuple[BlendedQueries, np.ndarray, list[str]]:
-    """The blend on the test queries (threshold by ``predict.new_prior`` on them when set) and
+    """The fitted blend's predict on the test queries (threshold by ``predict.new_prior`` on them
+    when set; the test side's normalisers, which ``identify`` uses too) and
     ``test_top.csv``, each query's best known individual: what pseudo-labelling picks from.
     Returns the blend, each query's top score and top label."""
-    prior = cfg.predict.new_prior
-    blended_test = blend_matrices(s.mats_test, tb.weights)
-    test_threshold = prior_threshold(blended_test, prior) if prior is not None else tb.threshold
-    test_pred = s.test_space.predict_labels(blended_test, test_threshold, k=min(5, len(s.test_space.classes)))
+    fitted = FittedBlend(s.names, tb.tuning.weights, s.test_norms, tb.threshold, cfg.predict.new_prior)
+    pred = fitted.predict_aligned(s.test_space, s.mats_test, prior_on_queries=True)
+    blended_test, test_threshold, test_pred = pred.blended, pred.threshold, pred.predictions
     top1 = blended_test.max(axis=1) if blended_test.shape[1] else np.zeros(len(s.test_images), np.float32)
     top_labels = s.test_space.top_labels(blended_test)
     write_csv(ens_dir / "test_top.csv", pd.DataFrame({
