@@ -1,8 +1,9 @@
 """What each trial asks Ray for, and a request no node can ever satisfy, refused in seconds.
 
 A trial is one placement group with ``STRICT_PACK``: its own bundle (``cpus_per_trial``,
-``gpus_per_trial``) and, for a siamese trial with ``mining_actor_cpus`` > 0, one for its
-MiningActor — on one node, so the N×N row blocks the trial streams to the actor never
+``gpus_per_trial``) and, for a trial whose model mines through a MiningActor (its family
+says so: :func:`whaleflow.families.needs_mining_actor`; a siamese model unless its
+``mining.solver`` is ``none``) with ``mining_actor_cpus`` > 0, one for its MiningActor — on one node, so the N×N row blocks the trial streams to the actor never
 cross the network. So the whole group must fit on one node.
 
 Ray itself waits forever for a group no node can hold (Tune warns every 60 s). Before
@@ -19,6 +20,7 @@ from ray import tune
 
 from whaleflow.config import Config
 from whaleflow.errors import WhaleflowError
+from whaleflow.families import needs_mining_actor
 
 #: the cluster launcher writes the autoscaler's config here on the head node
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
@@ -27,7 +29,7 @@ _SHOWN = ("CPU", "GPU")
 
 
 def mining_actor_memory(cfg: Config) -> int:
-    """Bytes of Ray ``memory`` a siamese trial's MiningActor requests (0: none).
+    """Bytes of Ray ``memory`` a trial's MiningActor requests (0: none).
 
     Only an actor with its own bundle (``mining_actor_cpus`` > 0) asks: Tune gives the
     trial's function its whole bundle, so memory put there could never go to the actor."""
@@ -36,26 +38,29 @@ def mining_actor_memory(cfg: Config) -> int:
     return int(max(0.0, float(cfg.ray.mining_actor_memory_gb or 0.0)) * 2**30)
 
 
-def trial_bundles(cfg: Config, family: str | None, gpus: float) -> list[dict[str, float]]:
-    """The bundles of one trial's placement group: the trial's, plus its mining actor's.
+def trial_bundles(cfg: Config, mining_actor: bool, gpus: float) -> list[dict[str, float]]:
+    """The bundles of one trial's placement group: the trial's, plus its mining actor's when
+    the trial has one (``mining_actor``: :func:`~whaleflow.families.needs_mining_actor`).
 
     The actor's ``memory`` goes into its own bundle (``mining_actor_cpus`` > 0), so its
     request always fits there."""
     bundle = {"CPU": float(cfg.ray.cpus_per_trial)} | ({"GPU": gpus} if gpus > 0 else {})
     bundles = [bundle]
-    memory = mining_actor_memory(cfg) if family == "siamese" else 0
-    if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
+    memory = mining_actor_memory(cfg) if mining_actor else 0
+    if mining_actor and cfg.ray.mining_actor_cpus > 0:
         bundles.append({"CPU": float(cfg.ray.mining_actor_cpus)} | ({"memory": float(memory)} if memory else {}))
     return bundles
 
 
 def resources_for(cfg: Config, gpus: float):
-    """Tune's per-trial resources: a ``STRICT_PACK`` placement group per variant."""
-    family = {m.name: m.family for m in cfg.models}
+    """Tune's per-trial resources: a ``STRICT_PACK`` placement group per variant, asked of
+    the variant's own model config (its sampled params applied: a searched ``mining.solver``
+    decides whether the trial has a mining actor)."""
+    from .search_space import model_for_trial
 
     def resources(config: dict) -> tune.PlacementGroupFactory:
-        return tune.PlacementGroupFactory(trial_bundles(cfg, family.get(config["variant"]["model"]), gpus),
-                                          strategy=STRATEGY)
+        mining_actor = needs_mining_actor(model_for_trial(cfg, config["variant"]))
+        return tune.PlacementGroupFactory(trial_bundles(cfg, mining_actor, gpus), strategy=STRATEGY)
 
     return resources
 
@@ -111,13 +116,13 @@ def _show(res: dict[str, float], keys) -> str:
     return "{" + ", ".join(fmt(k, res.get(k, 0.0)) for k in keys) + "}"
 
 
-def _asks(cfg: Config, family: str | None, gpus: float) -> str:
+def _asks(cfg: Config, mining_actor: bool, gpus: float) -> str:
     parts = [f"ray.cpus_per_trial={cfg.ray.cpus_per_trial:g}"]
     if gpus > 0:
         parts.append(f"ray.gpus_per_trial={gpus:g}")
-    if family == "siamese" and cfg.ray.mining_actor_cpus > 0:
+    if mining_actor and cfg.ray.mining_actor_cpus > 0:
         parts.append(f"ray.mining_actor_cpus={cfg.ray.mining_actor_cpus:g}")
-    if family == "siamese" and mining_actor_memory(cfg):
+    if mining_actor and mining_actor_memory(cfg):
         parts.append(f"ray.mining_actor_memory_gb={cfg.ray.mining_actor_memory_gb:g}")
     return " + ".join(parts)
 
@@ -135,7 +140,8 @@ def check_requests(cfg: Config, gpus: float, nodes: list[dict[str, float]] | Non
         return  # an autoscaler whose node sizes we cannot read: Ray may still add a big enough node
     candidates = [*nodes, *node_types]
     for model in cfg.models:
-        need = demand(trial_bundles(cfg, model.family, gpus))
+        mining_actor = needs_mining_actor(model)
+        need = demand(trial_bundles(cfg, mining_actor, gpus))
         if any(fits(need, node) for node in candidates):
             continue
         largest = max(candidates, key=lambda n: (sum(n.get(k, 0.0) >= v for k, v in need.items()),
@@ -144,7 +150,7 @@ def check_requests(cfg: Config, gpus: float, nodes: list[dict[str, float]] | Non
         if "memory" not in largest:  # memory only counted (and shown) where the node states it
             need = {k: v for k, v in need.items() if k != "memory"}
         raise WhaleflowError(
-            f"models[{model.name}]: each trial asks for {_show(need, need)} on one node ({_asks(cfg, model.family, gpus)}), "
+            f"models[{model.name}]: each trial asks for {_show(need, need)} on one node ({_asks(cfg, mining_actor, gpus)}), "
             f"but {where} has {_show(largest, need)}{'' if node_types else ' and no autoscaler can add one'}. "
             "Fix: ask for less (--set ray.cpus_per_trial=… ray.gpus_per_trial=… ray.mining_actor_cpus=…) or add a "
             "node that large.")

@@ -149,10 +149,9 @@ def _train(cfg: Config, model_cfg, store: RunStore, trial_dir: Path, config: dic
     header = f"trial {extra['trial']} on node {extra['node_id'][:12]}, CUDA_VISIBLE_DEVICES={extra['cuda_visible_devices']!r}"
     with trial_log(trial_dir, header) as log:
         extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
-        from whaleflow.mining import mining_enabled
+        from whaleflow.families import needs_mining_actor
 
-        siamese_mines = model_cfg.family == "siamese" and mining_enabled(model_cfg.mining)
-        mining = _mining_client(cfg, model_cfg, extra["trial"]) if siamese_mines else None
+        mining = _mining_client(cfg, model_cfg, extra["trial"]) if needs_mining_actor(model_cfg) else None
         reporter = TuneReporter(trial_dir, extra, store if store.remote else None)
         # the loader's workers come out of the trial's own CPUs (train.workers unset)
         task_kwargs = {"cpus": cfg.ray.cpus_per_trial, **({"mining_client": mining} if mining is not None else {})}

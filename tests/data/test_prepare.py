@@ -10,7 +10,7 @@ from PIL import Image
 from whaleflow.config import load_config
 from whaleflow.data import dedup
 from whaleflow.data.prepare import load_prepared, prepare
-from whaleflow.data.split import check_split
+from whaleflow.data.split_report import check_split
 from whaleflow.errors import DataError
 
 

@@ -8,7 +8,7 @@ from whaleflow.config import load_config
 from whaleflow.data import prepare as prepare_mod
 from whaleflow.data.dedup import hash_images
 from whaleflow.data.relabel import map_labels, write_mapping
-from whaleflow.data.split import check_split
+from whaleflow.data.split_report import check_split
 
 
 def texture(seed, w=96, h=64):

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whaleflow.data.split import check_split, query_ids, roles_for_fold, split_summary, split_train, write_split
+from whaleflow.data.split import query_ids, roles_for_fold, split_train
+from whaleflow.data.split_report import check_split, split_summary, write_split
 from whaleflow.errors import ConfigError, DataError
 
 NW = "new_whale"

@@ -112,11 +112,11 @@ def test_within_se_averages_the_trials_that_tie_within_noise():
     """The mean of the normalised weights of every trial at or above the floor, by hand."""
     from types import SimpleNamespace
 
-    from whaleflow.ensemble.tune import _within_se
+    from whaleflow.ensemble.blend_study import within_se
 
     trials = [SimpleNamespace(value=v, params={"w_a": a, "w_b": b}) for v, a, b in
               ((0.80, 1.0, 0.0), (0.79, 0.5, 0.5), (0.70, 0.0, 1.0), (None, 0.3, 0.3), (0.795, 0.0, 0.0))]
-    w, kept = _within_se(trials, ["w_a", "w_b"], 0.785)
+    w, kept = within_se(trials, ["w_a", "w_b"], 0.785)
     assert kept == 3  # 0.80, 0.79 and the all-zero trial (equal weights); not 0.70 or the unfinished one
     assert w == pytest.approx(np.mean([[1.0, 0.0], [0.5, 0.5], [0.5, 0.5]], axis=0))
 

@@ -140,10 +140,10 @@ def test_memory_requests_of_the_mining_actor_and_the_ensemble(tiny_config, tmp_p
     from ray_jobs.resources import trial_bundles
 
     cfg = tiny_config(tmp_path / "run", "ray.mining_actor_cpus=1", "ray.mining_actor_memory_gb=2")
-    assert trial_bundles(cfg, "siamese", 1.0)[1] == {"CPU": 1.0, "memory": 2.0 * 2**30}
-    assert "memory" not in trial_bundles(cfg, "metric", 1.0)[0]
+    assert trial_bundles(cfg, True, 1.0)[1] == {"CPU": 1.0, "memory": 2.0 * 2**30}
+    assert "memory" not in trial_bundles(cfg, False, 1.0)[0]
     shared = tiny_config(tmp_path / "run", "ray.mining_actor_memory_gb=2")  # no own bundle: no memory ask
-    assert all("memory" not in b for b in trial_bundles(shared, "siamese", 1.0))
+    assert all("memory" not in b for b in trial_bundles(shared, True, 1.0))
     check_requests(cfg, 1.0, nodes=[{"CPU": 4.0, "GPU": 1.0}], node_types=[])  # memory not stated: not counted
     with pytest.raises(WhaleflowError, match=r"memory: 2\.0 GiB.*ray\.mining_actor_memory_gb=2"):
         check_requests(cfg, 1.0, nodes=[{"CPU": 4.0, "GPU": 1.0, "memory": 2.0**30}], node_types=[])
@@ -153,3 +153,27 @@ def test_memory_requests_of_the_mining_actor_and_the_ensemble(tiny_config, tmp_p
     est = ensemble_memory(cfg, node_memory=64 * 2**30)
     assert est == 2**30 + (3 + 2) * 2**20
     assert ensemble_memory(cfg, node_memory=2**29) == int(0.9 * 2**29)  # never above the node
+
+
+def test_a_trial_that_does_not_mine_reserves_no_mining_actor(tiny_config, tmp_path):
+    """The family registry says which trials mine (ray_jobs names no family): a siamese model
+    with ``mining.solver: none`` — set in the config or sampled by the search — gets one bundle,
+    and its request is checked without the actor's CPUs."""
+    from whaleflow.families import needs_mining_actor
+    from ray_jobs.resources import resources_for
+
+    cfg = tiny_config(tmp_path / "run", "ray.cpus_per_trial=2", "ray.mining_actor_cpus=1")
+    siamese, metric = cfg.models[1], cfg.models[0]
+    assert (siamese.family, metric.family) == ("siamese", "metric")
+    assert needs_mining_actor(siamese) and not needs_mining_actor(metric)
+    res = resources_for(cfg, 0.0)
+    assert len(res({"variant": {"model": siamese.name}}).bundles) == 2
+    sampled = {"variant": {"model": siamese.name, "params": {"mining.solver": "none"}}}
+    assert res(sampled).bundles == [{"CPU": 2.0}]
+    with pytest.raises(WhaleflowError, match="ray.mining_actor_cpus=1"):
+        check_requests(cfg, 0.0, nodes=[{"CPU": 2.0}], node_types=[])  # the mining siamese needs 3 CPUs
+    random_pairs = tiny_config(tmp_path / "run2", "ray.cpus_per_trial=2", "ray.mining_actor_cpus=1",
+                               "models.1.mining.solver=none")
+    assert not needs_mining_actor(random_pairs.models[1])
+    assert resources_for(random_pairs, 0.0)({"variant": {"model": siamese.name}}).bundles == [{"CPU": 2.0}]
+    check_requests(random_pairs, 0.0, nodes=[{"CPU": 2.0}], node_types=[])  # fits: no actor to place

@@ -26,89 +26,21 @@ import hashlib
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from ..config import size_hw
 from ..io import write_csv, write_json
-from .boxes import Boxes, crop_image, read_boxes
-from .images import CorruptImage, read_gray, read_rgb
+from .boxes import Boxes, read_boxes
+from .images import CorruptImage
+from .letterbox import letterbox, load_image, load_image_sizes  # noqa: F401  (letterbox, load_image: re-exported)
+from .parallel_map import parallel_map
 
 CACHE_VERSION = 2  # 2: rectangular (height, width) caches
 PAD = "edge-mean"
-
-
-@contextmanager
-def _bar(enabled: bool, description: str, total: int):
-    from ..progress import progress_bar
-
-    with progress_bar(total, description, quiet=not enabled, unit="images") as bar:
-        yield bar.advance
-
-
-def parallel_map(fn: Callable, items: Iterable, *, workers: int = 2, progress: bool = False,
-                 description: str = "") -> Iterator:
-    """``map(fn, items)`` on a thread pool (decoders release the GIL), in order, with a bar."""
-    items = list(items)
-    if not items:
-        return
-    with _bar(progress, description, len(items)) as advance:
-        if workers <= 1:
-            for it in items:
-                yield fn(it)
-                advance()
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for res in pool.map(fn, items):
-                yield res
-                advance()
-
-
-def letterbox(img: np.ndarray, size) -> np.ndarray:
-    """Resize to fit ``size`` (a side or (height, width)) with the aspect kept, and pad the
-    rest with the edge mean."""
-    th, tw = size_hw(size)
-    h, w = img.shape[:2]
-    scale = min(th / h, tw / w)
-    nw, nh = max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(img, (nw, nh), interpolation=interp) if (nh, nw) != (h, w) else img
-    if small.ndim == 2 and img.ndim == 3:
-        small = small[:, :, None]
-    if (nh, nw) == (th, tw):
-        return np.ascontiguousarray(small)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]], axis=0)
-    fill = border.reshape(-1, *small.shape[2:]).mean(axis=0)
-    out = np.empty((th, tw) + small.shape[2:], dtype=np.uint8)
-    out[...] = np.round(fill).astype(np.uint8)
-    top, left = (th - nh) // 2, (tw - nw) // 2
-    out[top:top + nh, left:left + nw] = small
-    return out
-
-
-def load_image(path: str | Path, image: str, *, size, boxes: Boxes | None = None,
-               box_margin: float = 0.05, grayscale: bool = True):
-    """Decode, crop, grey, letterbox one image: (pixels, width, height, box status, problem)."""
-    pixels, w, h, status, problem = load_image_sizes(path, image, sizes=[size], boxes=boxes,
-                                                     box_margin=box_margin, grayscale=grayscale)
-    return pixels[0], w, h, status, problem
-
-
-def load_image_sizes(path: str | Path, image: str, *, sizes, boxes: Boxes | None = None,
-                     box_margin: float = 0.05, grayscale: bool = True):
-    """:func:`load_image` at several sizes from one decode: ([pixels per size], width, height,
-    box status, problem)."""
-    img = read_gray(path) if grayscale else read_rgb(path)
-    h, w = img.shape[:2]
-    crop, status, problem = crop_image(img, image, boxes, box_margin)
-    return [letterbox(crop, size) for size in sizes], w, h, status, problem
 
 
 @dataclass

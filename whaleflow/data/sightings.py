@@ -36,6 +36,7 @@ from ..errors import DataError
 from ..io import write_csv
 from ..labels import NEW_WHALE
 from . import synthetic as syn
+from .synthetic_fluke import draw_individual, draw_photo, draw_texture
 
 #: a random-stream role no part of synthetic.py uses, so sighting photos are new draws
 ROLE = 7
@@ -89,13 +90,13 @@ def generate_sightings(data_dir: str | Path, out_dir: str | Path, *, sightings: 
             who, truth = NEW_OFFSET + seed * sightings + s, NEW_WHALE
         else:
             who, truth = known[int(rng.choice(len(known), p=chance))]
-        ind = syn._individual(np.random.default_rng([summary["seed"], 1, who]))
-        tex = syn._texture(ind, w)
+        ind = draw_individual(np.random.default_rng([summary["seed"], 1, who]))
+        tex = draw_texture(ind, w)
         enc = f"s{s:04d}"
         when = when + timedelta(hours=float(rng.uniform(1, 6)))
         t = when
         for j in range(int(rng.integers(2, max_photos + 1))):
-            jpeg, box = syn._photo(ind, tex, np.random.default_rng([summary["seed"], ROLE, seed, s, j]), w, h)
+            jpeg, box = draw_photo(ind, tex, np.random.default_rng([summary["seed"], ROLE, seed, s, j]), w, h)
             name = f"{enc}_{j}.jpg"
             (out / "photos" / name).write_bytes(with_exif_time(jpeg, t))
             rows.append({"image": name, "Id": truth, "encounter": enc})

@@ -38,14 +38,13 @@ Groups listed in ``prefer_val`` (images matched to an earlier release, see
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..io import write_csv
 from ..labels import NEW_WHALE
+from .split_groups import GroupIndex, SplitAssignment, index_groups, spare_groups
 
 ROLES = ("train", "val", "unused")
 
@@ -72,6 +71,40 @@ def split_train(
     has a label; see the module notes; ``hold_out_new=False`` never holds out) and
     ``reason`` (one readable line).
     """
+    _check_arguments(frame, val_fraction, new_whale_val_fraction, folds, sampling)
+    out = frame.reset_index(drop=True).copy()
+    out["id"] = out["id"].astype(str)
+    # one generator drawn in a fixed order (spares, pools, then each fold): the same seed, the same split
+    rng = np.random.default_rng(seed)
+    a = SplitAssignment.empty(len(out), (out["id"] == new_whale).to_numpy())
+    gi = index_groups(out, a, set(prefer_val or ()), new_whale)
+    spare, eligible_images = spare_groups(gi, a, rng)
+    target = int(round(val_fraction * eligible_images))
+    names = sorted(spare)
+    nw_pool, hold_pool, pool = _pools(gi, spare, names, rng)
+    for f in range(folds):
+        order = [names[i] for i in rng.permutation(len(names))]
+        order.sort(key=lambda ident: not (spare[ident] and gi.groups[spare[ident][0]]["prefer"]))
+        if sampling == "proportional":
+            taken = _take_pooled(pool, spare, gi, a, f, target)
+        else:
+            taken = _take_round_robin(order, spare, gi, a, f, target)
+        p = new_whale_val_fraction
+        want_nw = int(round(p / (1.0 - p) * taken)) if taken else 0
+        got = _add_new_whale(nw_pool, gi, a, f, want_nw)
+        if hold_out_new:
+            _hold_out_new(hold_pool, spare, gi, a, f, want_nw, got)
+    _final_reasons(a)
+    out["fold"] = a.fold
+    out["held_out"] = a.held
+    out["role"] = roles_for_fold(out, 0, new_whale)
+    out["reason"] = a.reason
+    return out
+
+
+def _check_arguments(frame: pd.DataFrame, val_fraction: float, new_whale_val_fraction: float, folds: int,
+                     sampling: str) -> None:
+    """One-line errors for a frame without the split's columns or settings out of range."""
     for col in ("image", "id", "group"):
         if col not in frame.columns:
             raise DataError(f"the split needs a column {col!r}; got {list(frame.columns)}.",
@@ -85,136 +118,85 @@ def split_train(
     if sampling not in ("proportional", "round_robin"):
         raise ConfigError(f"prepare.val_sampling must be proportional or round_robin, got {sampling!r}.")
 
-    out = frame.reset_index(drop=True).copy()
-    out["id"] = out["id"].astype(str)
-    rng = np.random.default_rng(seed)
-    prefer = set(prefer_val or ())
-    n = len(out)
-    fold = np.full(n, -1, dtype=np.int64)
-    held = np.zeros(n, dtype=bool)
-    reason = np.full(n, "train", dtype=object)
 
-    is_new = (out["id"] == new_whale).to_numpy()
-    # Per group: its known ids, its rows, whether it holds a preferred image.
-    groups: dict[int, dict] = {}
-    for pos, (g, ident, img) in enumerate(zip(out["group"].to_numpy(), out["id"].to_numpy(), out["image"])):
-        info = groups.setdefault(int(g), {"rows": [], "ids": set(), "prefer": False})
-        info["rows"].append(pos)
-        if ident != new_whale:
-            info["ids"].add(ident)
-        info["prefer"] |= img in prefer
-
-    # Units per individual: groups whose only known id is that individual.
-    units: dict[str, list[int]] = {}
-    fixed_train: dict[str, int] = {}
-    nw_groups: list[int] = []
-    for g, info in groups.items():
-        if not info["ids"]:
-            nw_groups.append(g)
-        elif len(info["ids"]) == 1:
-            units.setdefault(next(iter(info["ids"])), []).append(g)
-        else:
-            for ident in info["ids"]:
-                fixed_train[ident] = fixed_train.get(ident, 0) + 1
-            for pos in info["rows"]:
-                reason[pos] = "train: group with conflicting labels never validates"
-
-    # Mixed groups (one known id + new_whale): the new_whale members are ambiguous.
-    for g, info in groups.items():
-        if info["ids"]:
-            for pos in info["rows"]:
-                if is_new[pos]:
-                    reason[pos] = "unused: new_whale that duplicates a labelled image"
-
-    # Each individual may lend all groups but one (or all, if a conflict group keeps it in train).
-    spare: dict[str, deque] = {}
-    eligible_images = 0
-    for ident in sorted(units):
-        gs = units[ident]
-        n_groups = len(gs) + fixed_train.get(ident, 0)
-        if n_groups < 2:
-            for g in gs:
-                for pos in groups[g]["rows"]:
-                    if not is_new[pos]:
-                        reason[pos] = "train: only group of this individual"
-            continue
-        eligible_images += sum(int(not is_new[p]) for g in gs for p in groups[g]["rows"])
-        order = [gs[i] for i in rng.permutation(len(gs))]
-        order.sort(key=lambda g: not groups[g]["prefer"])  # stable: preferred first
-        keep = 0 if fixed_train.get(ident, 0) else 1
-        spare[ident] = deque(order[: len(order) - keep])
-
-    target = int(round(val_fraction * eligible_images))
-    names = sorted(spare)
-    nw_pool = [nw_groups[i] for i in rng.permutation(len(nw_groups))]
+def _pools(gi: GroupIndex, spare: dict[str, deque], names: list[str], rng) -> tuple[list, deque, deque]:
+    """The seeded queues the folds draw from: new_whale groups, individuals that may be held
+    out as new, and (individual, spare group) pairs for proportional sampling."""
+    nw_pool = [gi.nw_groups[i] for i in rng.permutation(len(gi.nw_groups))]
     # Individuals that may be held out as new ones, fewest photos first (seeded ties), never
     # one in a conflict group: those that cannot validate as known (one group) come first.
-    cands = [ident for ident in sorted(units) if not fixed_train.get(ident)]
+    cands = [ident for ident in sorted(gi.units) if not gi.fixed_train.get(ident)]
     cands = [cands[i] for i in rng.permutation(len(cands))]
-    cands.sort(key=lambda ident: (ident in spare, sum(len(groups[g]["rows"]) for g in units[ident])))
-    hold_pool = deque(cands)
-    p = new_whale_val_fraction
+    cands.sort(key=lambda ident: (ident in spare, sum(len(gi.groups[g]["rows"]) for g in gi.units[ident])))
     pool = [(ident, g) for ident in names for g in spare[ident]]
     pool = [pool[i] for i in rng.permutation(len(pool))]
-    pool.sort(key=lambda item: not groups[item[1]]["prefer"])  # stable: preferred first
-    pool = deque(pool)
-    for f in range(folds):
-        taken = 0
-        order = [names[i] for i in rng.permutation(len(names))]
-        order.sort(key=lambda ident: not (spare[ident] and groups[spare[ident][0]]["prefer"]))
-        while sampling == "proportional" and taken < target and pool:
-            ident, g = pool.popleft()
-            if g not in spare[ident]:
-                continue  # its individual was held out as new in an earlier fold
-            spare[ident].remove(g)
-            for pos in groups[g]["rows"]:
-                if not is_new[pos]:
-                    fold[pos] = f
-                    taken += 1
-        while sampling == "round_robin" and taken < target:
-            progressed = False
-            for ident in order:
-                if not spare[ident]:
-                    continue
-                g = spare[ident].popleft()
-                progressed = True
-                for pos in groups[g]["rows"]:
-                    if not is_new[pos]:
-                        fold[pos] = f
-                        taken += 1
-                if taken >= target:
-                    break
-            if not progressed:
-                break
-        want_nw = int(round(p / (1.0 - p) * taken)) if taken else 0
-        got = 0
-        while got < want_nw and nw_pool:
-            g = nw_pool.pop()
-            for pos in groups[g]["rows"]:
-                fold[pos] = f
-                got += 1
-        while hold_out_new and got < want_nw and hold_pool:
-            ident = hold_pool.popleft()
-            rows = [pos for g in units[ident] for pos in groups[g]["rows"] if not is_new[pos]]
-            if (fold[rows] >= 0).any():
-                continue  # already validates as a known individual
-            if ident in spare:
-                spare[ident].clear()  # never a known validation individual in a later fold
-            fold[rows], held[rows] = f, True
-            got += len(rows)
+    pool.sort(key=lambda item: not gi.groups[item[1]]["prefer"])  # stable: preferred first
+    return nw_pool, deque(cands), deque(pool)
 
-    for pos in range(n):
-        if held[pos]:
-            reason[pos] = f"val in fold {fold[pos]} (held out as a new individual)"
-        elif fold[pos] >= 0:
-            reason[pos] = f"val in fold {fold[pos]}" + (" (new_whale)" if is_new[pos] else "")
-        elif is_new[pos] and not reason[pos].startswith("unused"):
-            reason[pos] = "unused: new_whale surplus beyond the validation prior"
-    out["fold"] = fold
-    out["held_out"] = held
-    out["role"] = roles_for_fold(out, 0, new_whale)
-    out["reason"] = reason
-    return out
+
+def _take_pooled(pool: deque, spare: dict[str, deque], gi: GroupIndex, a: SplitAssignment, f: int, target: int) -> int:
+    """Proportional sampling: spare groups in the pool's seeded order until ``target`` known images."""
+    taken = 0
+    while taken < target and pool:
+        ident, g = pool.popleft()
+        if g not in spare[ident]:
+            continue  # its individual was held out as new in an earlier fold
+        spare[ident].remove(g)
+        taken += a.validate(gi.groups[g]["rows"], f)
+    return taken
+
+
+def _take_round_robin(order: list[str], spare: dict[str, deque], gi: GroupIndex, a: SplitAssignment, f: int,
+                      target: int) -> int:
+    """Round-robin sampling: one spare group per individual per round until ``target`` known images."""
+    taken = 0
+    while taken < target:
+        progressed = False
+        for ident in order:
+            if not spare[ident]:
+                continue
+            g = spare[ident].popleft()
+            progressed = True
+            taken += a.validate(gi.groups[g]["rows"], f)
+            if taken >= target:
+                break
+        if not progressed:
+            break
+    return taken
+
+
+def _add_new_whale(nw_pool: list, gi: GroupIndex, a: SplitAssignment, f: int, want: int) -> int:
+    """new_whale groups into fold f until ``want`` images; how many went."""
+    got = 0
+    while got < want and nw_pool:
+        got += a.validate(gi.groups[nw_pool.pop()]["rows"], f, known_only=False)
+    return got
+
+
+def _hold_out_new(hold_pool: deque, spare: dict[str, deque], gi: GroupIndex, a: SplitAssignment, f: int,
+                  want: int, got: int) -> int:
+    """Where new_whale photos fall short, whole individuals validate as new ones in fold f."""
+    while got < want and hold_pool:
+        ident = hold_pool.popleft()
+        rows = [pos for g in gi.units[ident] for pos in gi.groups[g]["rows"] if not a.is_new[pos]]
+        if (a.fold[rows] >= 0).any():
+            continue  # already validates as a known individual
+        if ident in spare:
+            spare[ident].clear()  # never a known validation individual in a later fold
+        a.fold[rows], a.held[rows] = f, True
+        got += len(rows)
+    return got
+
+
+def _final_reasons(a: SplitAssignment) -> None:
+    """Each row's reason once every fold is drawn."""
+    for pos in range(len(a.fold)):
+        if a.held[pos]:
+            a.reason[pos] = f"val in fold {a.fold[pos]} (held out as a new individual)"
+        elif a.fold[pos] >= 0:
+            a.reason[pos] = f"val in fold {a.fold[pos]}" + (" (new_whale)" if a.is_new[pos] else "")
+        elif a.is_new[pos] and not a.reason[pos].startswith("unused"):
+            a.reason[pos] = "unused: new_whale surplus beyond the validation prior"
 
 
 def roles_for_fold(split: pd.DataFrame, fold: int, new_whale: str = NEW_WHALE) -> np.ndarray:
@@ -246,59 +228,3 @@ def query_ids(frame: pd.DataFrame, new_whale: str = NEW_WHALE) -> np.ndarray:
 def _held(frame: pd.DataFrame) -> np.ndarray:
     col = frame["held_out"] if "held_out" in frame.columns else pd.Series(False, index=frame.index)
     return col.astype(str).str.lower().isin(("true", "1")).to_numpy()
-
-
-def check_split(split: pd.DataFrame, new_whale: str = NEW_WHALE) -> list[str]:
-    """Every broken rule, as readable lines (empty when the split is sound), for every fold."""
-    problems: list[str] = []
-    folds = sorted(int(x) for x in set(split["fold"]) if x >= 0) or [0]
-    for f in folds:
-        role = roles_for_fold(split, f, new_whale)
-        val_groups = set(split["group"][role == "val"])
-        leaked = split[(role == "train") & split["group"].isin(val_groups)]
-        if len(leaked):
-            problems.append(f"fold {f}: {len(leaked)} training images duplicate validation images")
-        train_ids = set(split["id"][role == "train"])
-        held = _held(split)
-        val_known = split[(role == "val") & (split["id"] != new_whale) & ~held]
-        orphans = set(val_known["id"]) - train_ids
-        if orphans:
-            problems.append(f"fold {f}: {len(orphans)} validation individuals have no training image")
-        seen = set(split["id"][(role == "val") & held]) & train_ids
-        if seen:
-            problems.append(f"fold {f}: {len(seen)} individuals held out as new have training images")
-        if ((role == "train") & (split["id"] == new_whale).to_numpy()).any():
-            problems.append(f"fold {f}: new_whale images in train")
-    return problems
-
-
-def split_summary(split: pd.DataFrame, new_whale: str = NEW_WHALE) -> dict:
-    """Counts a user reads: images and individuals per role and fold."""
-    out: dict = {"folds": int(max(1, split["fold"].max() + 1))}
-    for f in range(out["folds"]):
-        role = roles_for_fold(split, f, new_whale)
-        val = split[role == "val"]
-        held = _held(val)
-        new = (val["id"] == new_whale).to_numpy() | held
-        out[f"fold_{f}"] = {
-            "train_images": int((role == "train").sum()),
-            "train_individuals": int(split["id"][role == "train"].nunique()),
-            "val_images": int(len(val)),
-            "val_new_whale": int(new.sum()),
-            "val_held_out": int(held.sum()),
-            "val_held_out_individuals": int(val["id"][held].nunique()),
-            "val_new_share": float(new.mean()) if len(val) else 0.0,
-            "val_individuals": int(val["id"][~new].nunique()),
-            "unused": int((role == "unused").sum()),
-        }
-    return out
-
-
-def write_split(split: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``split.csv`` sorted for reading: role, then id, then image."""
-    cols = [c for c in ("image", "id", "role", "fold", "held_out", "group", "reason") if c in split.columns]
-    order = {"val": 0, "train": 1, "unused": 2}
-    view = split[cols].copy()
-    view["_r"] = view["role"].map(order)
-    view = view.sort_values(["_r", "fold", "id", "image"], kind="stable").drop(columns="_r")
-    return write_csv(path, view)

@@ -45,8 +45,6 @@ lives in memory.
 """
 from __future__ import annotations
 
-import hashlib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -54,8 +52,8 @@ from typing import Sequence
 import numpy as np
 
 from ..inference.new_prior import prior_threshold
-from ..progress import progress_bar
 from .blend import blend_matrices
+from .blend_study import StudyRun, run_study, study_name_of, within_se
 from ..inference.ranked import RankedTopK, best_threshold
 
 #: how the weights are taken from the study (``ensemble.choice``)
@@ -129,16 +127,16 @@ def _evaluate(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None,
     return (fixed, ranked.map_at(fixed)) if fixed is not None else best_threshold(ranked)
 
 
-def _study_name(names, matrices, truth_idx, folds, seed, fixed, prior=None, row_weights=None) -> str:
-    h = hashlib.sha1()
-    for name, m in zip(names, matrices):
-        h.update(name.encode() + b"\0")
-        h.update(np.ascontiguousarray(m, dtype=np.float32).tobytes())
-    h.update(np.asarray(truth_idx, dtype=np.int64).tobytes())
-    if row_weights is not None:  # another objective: another study
-        h.update(b"weights" + np.asarray(row_weights, dtype=np.float64).tobytes())
-    h.update(f"{folds}|{seed}|{fixed}".encode() + (f"|prior={prior}".encode() if prior is not None else b""))
-    return "blend-" + h.hexdigest()[:16]
+def _checked_names(matrices, names: Sequence[str], choice: str) -> list[str]:
+    """The model names, after checking they match the matrices one to one and ``choice`` is known."""
+    if choice not in CHOICES:
+        raise ValueError(f"unknown blend choice {choice!r}: use one of {CHOICES}")
+    names = list(names)
+    if len(names) != len(matrices) or not names:
+        raise ValueError(f"{len(matrices)} matrices for {len(names)} model names")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names are not unique: {names}")
+    return names
 
 
 def tune_blend(
@@ -160,15 +158,7 @@ def tune_blend(
     normalised validation matrices of the models called ``names`` (every MAP@5 weighted
     by ``row_weights`` when given). ``choice``: keep the best trial's weights, or
     (``within_se``) average the weights of every trial within one standard error of it."""
-    if choice not in CHOICES:
-        raise ValueError(f"unknown blend choice {choice!r}: use one of {CHOICES}")
-    import optuna
-
-    names = list(names)
-    if len(names) != len(matrices) or not names:
-        raise ValueError(f"{len(matrices)} matrices for {len(names)} model names")
-    if len(set(names)) != len(names):
-        raise ValueError(f"model names are not unique: {names}")
+    names = _checked_names(matrices, names, choice)
     truth_idx = np.asarray(truth_idx, dtype=np.int64)
     fold_ids = make_folds(truth_idx, folds, seed)
     notes: list[str] = []
@@ -183,11 +173,8 @@ def tune_blend(
         weights = np.array([1.0])
         notes.append("one model: weight 1, only the threshold is tuned")
     else:
-        study_name = _study_name(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold, prior,
-                                 row_weights)
-        if storage_path is not None:
-            storage_path = Path(storage_path)
-            storage_path.parent.mkdir(parents=True, exist_ok=True)
+        study_name = study_name_of(names, matrices, truth_idx, len(np.unique(fold_ids)), seed, fixed_threshold, prior,
+                                   row_weights)
         keys = [f"w_{n}" for n in names]
 
         def objective(trial) -> float:
@@ -196,49 +183,42 @@ def tune_blend(
                 w = np.ones(len(keys))
             return cv_of(w)
 
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = (optuna.storages.InMemoryStorage() if storage_path is None
-                   else optuna.storages.RDBStorage(f"sqlite:///{storage_path.resolve()}"))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
-                study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
-                                            direction="maximize", load_if_exists=True)
-                before = len(study.trials)
-                for i in range(len(keys)):
-                    study.enqueue_trial({k: float(j == i) for j, k in enumerate(keys)}, skip_if_exists=True)
-                study.enqueue_trial({k: 1.0 for k in keys}, skip_if_exists=True)
-                waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.trials)
-                n_run = max(int(trials), waiting)
-                with progress_bar(n_run, "ensemble: Optuna blend trials", quiet=not progress, unit="trials") as bar:
-                    study.optimize(objective, n_trials=n_run, callbacks=[_Progress(bar)])
-                best = study.best_trial
-                n_total = len(study.trials)
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-            engine = getattr(storage, "engine", None)
-            if engine is not None:
-                engine.dispose()
-        if before:
-            notes.append(f"continued Optuna study {study_name}: {before} earlier trials, {n_run} new")
-        w = np.array([best.params[k] for k in keys])
-        weights = w if w.sum() > 0 else np.ones(len(keys))
-        if choice == "within_se":
-            se = _map5_se(blend_matrices(matrices, weights / weights.sum()), truth_idx, fixed_threshold, prior,
-                          row_weights)
-            weights, kept = _within_se(study.trials, keys, best.value - se)
-            notes.append(f"blend weights: the mean over the {kept} Optuna trials within one standard error "
-                         f"({se:.4f}) of the best CV MAP@5 {best.value:.4f}")
-
+        run = run_study(objective, keys, study_name, storage_path, trials=trials, seed=seed, progress=progress)
+        n_total = run.n_total
+        if run.before:
+            notes.append(f"continued Optuna study {study_name}: {run.before} earlier trials, {run.n_run} new")
+        weights = _chosen_weights(run, keys, matrices, truth_idx, fixed_threshold, prior, row_weights, choice, notes)
     weights = weights / weights.sum()
+    return _final_blend(matrices, truth_idx, names, weights, singles, cv_of, fixed_threshold, prior, row_weights,
+                        choice, n_total=n_total, study_name=study_name, notes=notes)
+
+
+def _chosen_weights(run: StudyRun, keys: list[str], matrices, truth_idx, fixed: float | None, prior: float | None,
+                    row_weights, choice: str, notes: list[str]) -> np.ndarray:
+    """The study's answer: the best trial's weights, or (``within_se``) the mean weights of the
+    trials within one standard error of it."""
+    w = np.array([run.best.params[k] for k in keys])
+    weights = w if w.sum() > 0 else np.ones(len(keys))
+    if choice == "within_se":
+        se = _map5_se(blend_matrices(matrices, weights / weights.sum()), truth_idx, fixed, prior, row_weights)
+        weights, kept = within_se(run.study.trials, keys, run.best.value - se)
+        notes.append(f"blend weights: the mean over the {kept} Optuna trials within one standard error "
+                     f"({se:.4f}) of the best CV MAP@5 {run.best.value:.4f}")
+    return weights
+
+
+def _final_blend(matrices, truth_idx, names: list[str], weights: np.ndarray, singles: dict, cv_of,
+                 fixed: float | None, prior: float | None, row_weights, choice: str, *, n_total: int,
+                 study_name: str | None, notes: list[str]) -> BlendTuning:
+    """The final threshold on all of validation for the chosen weights, then the guard: if a
+    single model scores higher there (by more than a standard error under ``within_se``), its
+    one-hot weights are used instead, so the ensemble never reports less than the best model."""
     cv = cv_of(weights)
-    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior, row_weights)
+    threshold, full = _evaluate(blend_matrices(matrices, weights), truth_idx, fixed, prior, row_weights)
     best_single = max(names, key=lambda n: singles[n][1])
     margin = 0.0
     if choice == "within_se":  # the same tolerance against a single model as among blends
-        margin = _map5_se(blend_matrices(matrices, weights), truth_idx, fixed_threshold, prior, row_weights)
+        margin = _map5_se(blend_matrices(matrices, weights), truth_idx, fixed, prior, row_weights)
     if singles[best_single][1] > full + margin:
         notes.append(f"the CV-chosen blend scored {full:.4f} on all of validation, below {best_single} "
                      f"alone ({singles[best_single][1]:.4f}); using {best_single} alone")
@@ -267,30 +247,3 @@ def _map5_se(scores: np.ndarray, truth_idx: np.ndarray, fixed: float | None, pri
     n_eff = w.sum() ** 2 / max(float((w ** 2).sum()), 1e-12)
     var = float((w * (ap - mean) ** 2).sum() / max(w.sum(), 1e-12))
     return float(np.sqrt(var / max(n_eff, 1.0)))
-
-
-def _within_se(trials, keys: list[str], floor: float) -> tuple[np.ndarray, int]:
-    """Mean normalised weights of the finished trials scoring at least ``floor``: on a small
-    validation set many weight vectors tie within noise, and the single best of them (often a
-    one-hot trial, enqueued first) is the most overfitted choice."""
-    kept = []
-    for t in trials:
-        if t.value is None or t.value < floor or not all(k in t.params for k in keys):
-            continue
-        w = np.array([t.params[k] for k in keys])
-        kept.append(w / w.sum() if w.sum() > 0 else np.full(len(keys), 1.0 / len(keys)))
-    return np.mean(kept, axis=0), len(kept)
-
-
-class _Progress:
-    """Advance the progress bar with the best cross-validated MAP@5 so far as its note."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def __call__(self, study, trial) -> None:
-        try:
-            best = f"best CV MAP@5 {study.best_value:.4f}"
-        except ValueError:
-            best = ""
-        self.bar.advance(note=best)

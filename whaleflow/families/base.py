@@ -96,6 +96,13 @@ class FamilyTask(ScoringMixin, ModelTask):
     INFERENCE_PARTS: tuple[str, ...] = ("model",)
 
     @classmethod
+    def needs_mining_actor(cls, model_cfg: ModelConfig) -> bool:
+        """Whether a trial of ``model_cfg`` mines hard examples through a mining service (on Ray a
+        MiningActor in its own bundle, :mod:`ray_jobs.resources`): no, unless the family says so.
+        The family answers, so the Ray layer never names one."""
+        return False
+
+    @classmethod
     def for_inference(cls, model_cfg: ModelConfig, classes, predict_cfg: PredictConfig, *,
                       device: str = "auto") -> "FamilyTask":
         """The family's networks alone, to score photos with an exported model (``whaleflow identify``).

@@ -1,16 +1,16 @@
 """Prepared photos → per-model class scores → the run's tuned blend → top 5 with new_whale.
 
-The same steps, in the same order, as the ensemble driver applies to the run's test
-scores: each model's scores go through the normaliser fitted on its validation scores,
-models are put on the union of their classes, blended with the tuned weights, and
-new_whale is inserted at the tuned threshold (:func:`~whaleflow.inference.predict_labels`);
+The blend is the one the ensemble driver fitted and applied to the run's test scores, and
+its predict is the same code (:class:`~whaleflow.ensemble.fitted_blend.FittedBlend`): each
+model's scores go through its normaliser, models are put on the union of their classes,
+blended with the tuned weights, and new_whale is inserted at the tuned threshold;
 near-duplicates of gallery photos put their labels first when the run does
 (``predict.use_duplicates``).
 
 One difference, only for individuals enrolled after training: the classifier on
 embeddings has a fixed set of classes and cannot score them. For such a column the
 blend uses the models that do score it (their weights renormalised), put on the full
-blend's scale per query (:func:`blend_with_coverage`), so a new individual is neither
+blend's scale per query (:func:`~whaleflow.ensemble.fitted_blend.blend_with_coverage`), so a new individual is neither
 pushed down by a model that abstains nor lifted above trained ones by the missing
 term. The arcface family does the same inside the family for individuals its head
 never saw (their k-NN score on the head + k-NN scale).
@@ -23,11 +23,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..ensemble.blend import blend_matrices, normalize_weights
 from ..ensemble.classifier_model import CLASSIFIER_NAME
 from ..ensemble.driver import apply_duplicates
-from ..inference import ClassScores, predict_labels
-from ..inference.impute import impute_columns
+from ..ensemble.fitted_blend import blend_with_coverage  # noqa: F401  (re-exported)
+from ..inference import ClassScores
 from ..labels import NEW_WHALE
 from ..local.local_trial import LOCAL_NAME
 from .trained_run import TrainedRun
@@ -42,34 +41,6 @@ class Scored:
     predictions: list[list[str]]   # top 5 with new_whale
     closest: np.ndarray            # (n, C) name of the gallery photo most like the query, per class
     uncovered: dict[str, set]      # model → classes it cannot score (fell back to the others)
-
-
-def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.ndarray], weights) -> np.ndarray:
-    """The weighted blend of aligned (n, C) matrices where model m scores only the columns
-    ``covered[m]``. Fully covered columns are exactly :func:`blend_matrices`. A column that
-    some models cannot score gets the blend of those that can (their weights renormalised;
-    equal when the tuned blend gave all of them weight 0), mapped per query onto the full
-    blend's scale by :func:`~whaleflow.inference.impute.impute_columns`, fitted on the fully
-    covered columns."""
-    w = normalize_weights(weights)
-    covered = [np.asarray(c, bool) for c in covered]
-    filled = [np.where(c[None, :], m, m.min(axis=1, keepdims=True)) for m, c in zip(matrices, covered)]
-    out = blend_matrices(filled, w)
-    cov = np.stack(covered)                                              # (models, C)
-    full = cov.all(axis=0)
-    for pattern in np.unique(cov[:, ~full], axis=1).T:                   # each set of covering models
-        cols = np.flatnonzero((cov == pattern[:, None]).all(axis=0) & ~full)
-        use = np.flatnonzero(pattern)
-        if not len(use):
-            continue  # no model scores these columns: they stay at the blend of the minima
-        wu = w[use] if w[use].sum() > 0 else np.ones(len(use))
-        wu = wu / wu.sum()
-        part = sum(wu[i] * np.asarray(matrices[m], np.float32) for i, m in enumerate(use))
-        keep = full.copy()
-        keep[cols] = True
-        fitted = impute_columns(out[:, keep], part[:, keep], full[keep])
-        out[:, cols] = fitted[:, np.flatnonzero(~full[keep])]
-    return out
 
 
 def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
@@ -95,22 +66,16 @@ def score_batch(run: TrainedRun, pixels: np.ndarray, images: Sequence[str],
             raise ValueError("this run blends local-feature verification: score_batch needs the photos' files")
         others = [ClassScores(s, images, np.asarray(c, str)) for s, c in per_model.values()]
         per_model[LOCAL_NAME] = run.local.class_scores(images, sources[0], sources[1], others)
-    classes = np.array(sorted(set().union(*(map(str, c) for _, c in per_model.values()))))
-    mats, covered, uncovered = [], [], {}
-    for name in run.names:
-        scores, cls = per_model[name]
-        norm = ClassScores(run.normalizers[name].transform(scores), images, np.asarray(cls, str))
-        mats.append(norm.aligned(classes, images).scores)
-        cov = np.isin(classes, np.asarray(cls, str))
-        covered.append(cov)
-        if not cov.all():
-            uncovered[name] = set(classes[~cov].tolist())
-    blended = blend_with_coverage(mats, covered, [run.weights[n] for n in run.names])
-    predictions = predict_labels(blended, classes, run.threshold, k=min(5, len(classes)))
+    # the run's fitted blend, as the ensemble applied it to the test photos (one predict for both)
+    pred = run.blend.predict([ClassScores(s, images, np.asarray(c, str)) for s, c in (per_model[n] for n in run.names)],
+                             images, impute_uncovered=True)
+    classes = pred.space.classes
+    uncovered = {n: set(classes[~cov].tolist()) for n, cov in zip(run.names, pred.covered) if not cov.all()}
+    predictions = pred.predictions
     if duplicates and run.cfg.predict.use_duplicates:
         predictions = [apply_duplicates(p, duplicates.get(im, [])) if duplicates.get(im) else p
                        for p, im in zip(predictions, images)]
-    return Scored(classes, blended, predictions, _closest(run, q, classes), uncovered)
+    return Scored(classes, pred.blended, predictions, _closest(run, q, classes), uncovered)
 
 
 def _closest(run: TrainedRun, q, classes: np.ndarray) -> np.ndarray:

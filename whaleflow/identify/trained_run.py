@@ -34,6 +34,7 @@ from ..data.dataset import CachedImages
 from ..data.run_photos import RUN_PHOTOS, read_run_photos
 from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling, known_classes
+from ..ensemble.fitted_blend import FittedBlend
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
 from ..local.gallery_matcher import GalleryMatcher
@@ -116,6 +117,12 @@ class TrainedRun:
     enrolled: Enrolled
     store: RunStore | None = None          # the bucket the run came from (enroll pushes its gallery there)
     local: object | None = None            # whaleflow.local.GalleryMatcher when the blend verifies local features
+
+    @property
+    def blend(self) -> FittedBlend:
+        """The run's fitted blend (test side) as these fields hold it now: what new photos are
+        predicted with (:meth:`FittedBlend.predict`, the ensemble's own predict)."""
+        return FittedBlend(list(self.names), self.weights, self.normalizers, self.threshold)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -241,11 +248,9 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
                 extra = dataclasses.replace(extra, name=VALIDATED_PREFIX + s)
             families.append(extra)  # a source with blend weight left out still feeds the classifier
         classifier.inputs = [VALIDATED_PREFIX + s if s in final else s for s in classifier.sources]
-    norms = blend.get("test_normalizers") or blend["normalizers"]
-    return TrainedRun(run_dir, cfg, photos, families, classifier, names,
-                      {n: float(blend["weights"][n]) for n in names},
-                      {n: ScoreNormalizer.from_dict(norms[n]) for n in names},
-                      float(blend.get("test_threshold", blend["threshold"])), enrolled, store,
+    fitted = FittedBlend.from_record(blend, side="test")
+    return TrainedRun(run_dir, cfg, photos, families, classifier, names, fitted.weights, fitted.normalizers,
+                      fitted.threshold, enrolled, store,
                       _local_matcher(cfg, run_dir, photos) if LOCAL_NAME in names else None)
 
 

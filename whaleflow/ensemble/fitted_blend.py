@@ -1,0 +1,126 @@
+"""The blend as fitted, and its one predict: the steps the ensemble and ``whaleflow identify``
+both run from per-model class scores to a top 5 with new_whale.
+
+A :class:`FittedBlend` is which models, their weights, each model's score normaliser and
+the new_whale threshold. :meth:`FittedBlend.predict` normalises each model's scores with its
+normaliser and puts the models on common columns (:func:`.score_space.build_space`: every
+class, or each query's candidate classes when a file is top-K), then
+:meth:`FittedBlend.predict_aligned` blends them with the weights and inserts new_whale at the
+threshold. The ensemble driver fits the blend (:mod:`.tune`), predicts its validation and
+test queries with ``predict_aligned`` on the matrices it already built for tuning, and writes
+the blend into ``ensemble/weights.json`` (:mod:`.ensemble_record`); ``identify`` reads it back
+(:meth:`FittedBlend.from_record`, the test side) and predicts new photos with ``predict``.
+
+Two choices belong to the caller, not the blend: ``prior_on_queries`` (the threshold follows
+``predict.new_prior`` on the queries at hand, as the ensemble does for each query set; a
+photo identified alone keeps the run's test threshold) and ``impute_uncovered`` (identify
+only: a column some model cannot score — an individual enrolled after training, which the
+classifier never saw — gets the blend of the models that score it, on the full blend's
+scale, :func:`blend_with_coverage`; the ensemble gives it that model's row minimum).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..inference import ClassScores
+from ..inference.impute import impute_columns
+from ..inference.new_prior import prior_threshold
+from ..inference.topk_scores import TopKScores
+from .blend import blend_matrices, normalize_weights
+from .normalize import ScoreNormalizer
+from .score_space import ScoreSpace, build_space
+
+__all__ = ["BlendPrediction", "FittedBlend", "blend_with_coverage"]
+
+
+@dataclass
+class BlendPrediction:
+    """What :meth:`FittedBlend.predict` gives for a set of queries."""
+
+    space: ScoreSpace                        # the blend's columns
+    blended: np.ndarray                      # (n, columns) blended scores
+    threshold: float                         # the new_whale threshold used
+    predictions: list[list[str]]             # top 5 per query, new_whale inserted
+    covered: list[np.ndarray] | None = None  # per model, the columns it scores (impute_uncovered only)
+
+
+@dataclass
+class FittedBlend:
+    """The models' weights and normalisers and the new_whale threshold, in ``names`` order."""
+
+    names: list[str]
+    weights: dict[str, float]
+    normalizers: dict[str, ScoreNormalizer]
+    threshold: float
+    new_prior: float | None = None
+
+    @classmethod
+    def from_record(cls, record: dict, side: str = "test") -> "FittedBlend":
+        """The blend ``ensemble/weights.json`` holds, with the normalisers and threshold of the
+        test side (``side="test"``: what new photos are scored with; under ``train.final_fit``
+        the test scores came from the final fits) or of validation (``"val"``)."""
+        if side not in ("test", "val"):
+            raise ValueError(f"side must be test or val, got {side!r}")
+        names = [str(n) for n in record["models"]]
+        norms = (record.get("test_normalizers") if side == "test" else None) or record["normalizers"]
+        threshold = record.get("test_threshold", record["threshold"]) if side == "test" else record["threshold"]
+        return cls(names, {n: float(record["weights"][n]) for n in names},
+                   {n: ScoreNormalizer.from_dict(norms[n]) for n in names}, float(threshold), record.get("new_prior"))
+
+    def align(self, scores: Sequence[ClassScores | TopKScores], images: np.ndarray) -> tuple[ScoreSpace, list[np.ndarray]]:
+        """Each model's scores (in ``names`` order) normalised and put on the blend's columns."""
+        return build_space(scores, [self.normalizers[n] for n in self.names], np.asarray(images))
+
+    def predict(self, scores: Sequence[ClassScores | TopKScores], images: np.ndarray, *,
+                prior_on_queries: bool = False, impute_uncovered: bool = False) -> BlendPrediction:
+        """normalise → align → blend → new_whale at the threshold → top 5, for ``images``."""
+        space, mats = self.align(scores, images)
+        covered = None
+        if impute_uncovered:
+            if space.cand is not None:
+                raise ValueError("filling uncovered columns needs dense class scores, not top-K files")
+            covered = [np.isin(space.classes, np.asarray(s.classes, str)) for s in scores]
+        return self.predict_aligned(space, mats, prior_on_queries=prior_on_queries, covered=covered)
+
+    def predict_aligned(self, space: ScoreSpace, mats: Sequence[np.ndarray], *, prior_on_queries: bool = False,
+                        covered: Sequence[np.ndarray] | None = None) -> BlendPrediction:
+        """blend → new_whale at the threshold → top 5, on matrices :meth:`align` made (``covered``:
+        which columns each model scores, for :func:`blend_with_coverage`)."""
+        weights = [self.weights[n] for n in self.names]
+        blended = blend_matrices(mats, weights) if covered is None else blend_with_coverage(mats, covered, weights)
+        threshold = self.threshold
+        if prior_on_queries and self.new_prior is not None:
+            threshold = prior_threshold(blended, self.new_prior)
+        predictions = space.predict_labels(blended, threshold, k=min(5, len(space.classes)))
+        return BlendPrediction(space, blended, threshold, predictions, None if covered is None else list(covered))
+
+
+def blend_with_coverage(matrices: Sequence[np.ndarray], covered: Sequence[np.ndarray], weights) -> np.ndarray:
+    """The weighted blend of aligned (n, C) matrices where model m scores only the columns
+    ``covered[m]``. Fully covered columns are exactly :func:`blend_matrices`. A column that
+    some models cannot score gets the blend of those that can (their weights renormalised;
+    equal when the tuned blend gave all of them weight 0), mapped per query onto the full
+    blend's scale by :func:`~whaleflow.inference.impute.impute_columns`, fitted on the fully
+    covered columns."""
+    w = normalize_weights(weights)
+    covered = [np.asarray(c, bool) for c in covered]
+    filled = [np.where(c[None, :], m, m.min(axis=1, keepdims=True)) for m, c in zip(matrices, covered)]
+    out = blend_matrices(filled, w)
+    cov = np.stack(covered)                                              # (models, C)
+    full = cov.all(axis=0)
+    for pattern in np.unique(cov[:, ~full], axis=1).T:                   # each set of covering models
+        cols = np.flatnonzero((cov == pattern[:, None]).all(axis=0) & ~full)
+        use = np.flatnonzero(pattern)
+        if not len(use):
+            continue  # no model scores these columns: they stay at the blend of the minima
+        wu = w[use] if w[use].sum() > 0 else np.ones(len(use))
+        wu = wu / wu.sum()
+        part = sum(wu[i] * np.asarray(matrices[m], np.float32) for i, m in enumerate(use))
+        keep = full.copy()
+        keep[cols] = True
+        fitted = impute_columns(out[:, keep], part[:, keep], full[keep])
+        out[:, cols] = fitted[:, np.flatnonzero(~full[keep])]
+    return out
