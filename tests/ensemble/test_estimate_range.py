@@ -127,3 +127,16 @@ def test_galleries_larger_than_any_validation_query_widen_only_the_high_end():
     # one doubling (bin "2" → "3-4") halves the 0.2 miss rate of the known 75 % of the weight
     assert m["beyond"] == pytest.approx(0.75 * 0.2 * 0.5)
     assert out["low"] == pytest.approx(m["map5"]) and out["high"] == pytest.approx(m["map5"] + m["beyond"])
+
+
+def test_the_range_never_leaves_zero_to_one():
+    # a near-perfect validation with a large spread: mean ± se would pass 1.0 (faces_unseen stated 1.002)
+    sizes = np.full(40, 2)
+    ap = np.r_[np.ones(36), np.zeros(4)]
+    folds = np.r_[np.zeros(36), np.ones(4)].astype(int)
+    out = estimate_range(ap, folds, sizes, np.full(40, 3), min_queries=5)
+    m = out["mixes"]["proportional"]
+    assert m["map5"] + m["se"] > 1.0  # the unclipped end would overstate
+    assert out["high"] == 1.0 and 0.0 <= out["low"] < out["high"]
+    worst = estimate_range(1 - ap, folds, sizes, np.full(40, 3), min_queries=5)
+    assert worst["low"] == 0.0
