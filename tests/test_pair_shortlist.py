@@ -15,25 +15,25 @@ from whaleflow.models.pair_head import PairHead
 D = 12
 
 
-class CountingHead(PairHead):
-    """A PairHead that counts the pairs it scores, by either entry point."""
+def count_pairs(head: PairHead) -> list[int]:
+    """Record the pairs ``head`` scores by any entry point (forward, score_matrix, score_indexed
+    all end in ``_combine`` with one row of first-layer activations per pair)."""
+    seen: list[int] = []
+    combine = head._combine
 
-    pairs = 0
+    def counting(s, u):
+        seen.append(s.numel() // s.shape[-1])
+        return combine(s, u)
 
-    def forward(self, x, y):
-        CountingHead.pairs += len(x)
-        return super().forward(x, y)
-
-    def score_matrix(self, xa, xb):
-        CountingHead.pairs += len(xa) * len(xb)
-        return super().score_matrix(xa, xb)
+    head._combine = counting
+    return seen
 
 
-def _head(cls=PairHead) -> PairHead:
+def _head() -> PairHead:
     """A head that prefers close features (−|x−y| dominates) plus a little of everything else, so
     the cosine shortlist usually but not always holds the head's own best classes."""
     torch.manual_seed(0)
-    h = cls(D, hidden=())
+    h = PairHead(D, hidden=())
     with torch.no_grad():
         h.sym.weight.normal_(0, 0.05)
         h.diff.weight.normal_(0, 0.05)
@@ -110,16 +110,18 @@ def test_shortlist_of_every_class_is_exact():
 def test_head_evaluations_do_not_grow_with_the_gallery():
     """Head evaluations are queries × the photos of M classes, not queries × gallery: the same
     count for a gallery four times larger (3 photos per class both times)."""
-    m, n_q, head = 6, 8, _head(CountingHead)
-    counts = []
+    m, n_q, head = 6, 8, _head()
+    seen, counts = count_pairs(head), []
     for classes in (50, 200):
         rng = np.random.default_rng(classes)
         labels = np.repeat(np.arange(classes), 3)
         g = {f: rng.normal(size=(len(labels), D)).astype(np.float32) for f in (False, True)}
         q = {f: rng.normal(size=(n_q, D)).astype(np.float32) for f in (False, True)}
-        CountingHead.pairs = 0
+        seen.clear()
         shortlisted_scores(q, g, labels, classes, head, shortlist=m)
-        counts.append(CountingHead.pairs)
+        counts.append(sum(seen))
+        _full(q, g, labels, classes, head)
+        assert sum(seen) - counts[-1] == 2 * n_q * len(labels)  # the counter sees the brute force too
     assert counts == [2 * n_q * m * 3] * 2  # two views
 
 
@@ -142,21 +144,35 @@ def test_siamese_family_shortlists_above_the_setting_only(tiny_data, tmp_path):
     q_rows = task.splits["test"].rows[:12]
     assert len(np.unique(g_labels)) > 5 and cfg.predict.pair_shortlist == 200
 
-    calls = []
-    head = task.model["head"]
-    head.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0])))
+    seen = count_pairs(task.model["head"])
     default = task.score_queries_named(q_rows, g_rows, g_labels, classes)
     task.predict_cfg = dataclasses.replace(cfg.predict, pair_shortlist=0)
     full = task.score_queries_named(q_rows, g_rows, g_labels, classes)
     np.testing.assert_array_equal(default, full)
-    assert not calls  # the full path goes through score_matrix, not forward
+    views = len(task.views)
+    assert sum(seen) == 2 * views * len(q_rows) * len(g_rows)  # both: every query × gallery pair
 
+    seen.clear()
     task.predict_cfg = dataclasses.replace(cfg.predict, pair_shortlist=5)
     short = task.score_queries_named(q_rows, g_rows, g_labels, classes)
-    views = len(task.views)
-    assert 0 < sum(calls) < views * len(q_rows) * len(g_rows) / 2
+    assert 0 < sum(seen) < views * len(q_rows) * len(g_rows) / 2
     for i in range(len(q_rows)):
         floor = short[i].min()
         kept = short[i] > floor
         assert kept.sum() == 5
         np.testing.assert_allclose(short[i, kept], full[i, kept], rtol=1e-4, atol=1e-6)
+
+
+def test_score_indexed_is_forward_on_the_listed_pairs():
+    """PairHead.score_indexed (linear terms per vector, gathered) equals forward on the pairs,
+    whatever the batch size, with hidden layers and both symmetries."""
+    torch.manual_seed(3)
+    xa, xb = torch.randn(7, D), torch.randn(11, D)
+    ia, ib = torch.randint(0, 7, (40,)), torch.randint(0, 11, (40,))
+    for symmetric in (True, False):
+        head = PairHead(D, hidden=(16, 8), symmetric=symmetric).eval()
+        with torch.no_grad():
+            want = head(xa[ia], xb[ib])
+            for batch in (1, 7, 64):
+                torch.testing.assert_close(head.score_indexed(xa, xb, ia, ib, batch_size=batch), want,
+                                           rtol=1e-5, atol=1e-5)
