@@ -176,3 +176,12 @@ def test_score_indexed_is_forward_on_the_listed_pairs():
             for batch in (1, 7, 64):
                 torch.testing.assert_close(head.score_indexed(xa, xb, ia, ib, batch_size=batch), want,
                                            rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_pair_shortlist_setting_is_checked(bad):
+    from whaleflow.config import ConfigError, PredictConfig
+
+    assert PredictConfig().pair_shortlist == 200 and PredictConfig(pair_shortlist=0).pair_shortlist == 0
+    with pytest.raises(ConfigError, match="predict.pair_shortlist"):
+        PredictConfig(pair_shortlist=bad)
