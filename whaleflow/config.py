@@ -149,6 +149,9 @@ class PredictConfig:
     class_agg: str = "max"            # how image scores become class scores: max | mean
     store_topk: int = 100             # above store_topk_above classes, score files keep each query's top this many
     store_topk_above: int = 2000      # (float16 values, int32 ids: 17 MB instead of 1.7 GB at Happywhale scale)
+    # the siamese pair head scores each query's best this many classes by cosine, the rest get a floor
+    # (whaleflow.families.pair_shortlist); exact up to this many classes; 0: every gallery photo (Q·G)
+    pair_shortlist: int = 200
     # the gallery of the validation scores the ensemble blends: test_like = train + the labelled
     # validation photos of the other chunks (as large as the test gallery, which holds every labelled
     # photo), train = training photos only (smaller than test's: a pessimistic figure, a wrong threshold)
@@ -162,6 +165,9 @@ class PredictConfig:
         if self.new_prior is not None and self.new_whale_threshold is not None:
             raise ConfigError("predict.new_prior and predict.new_whale_threshold both set. "
                               "Fix: keep one (the prior sets the threshold from the test queries).")
+        if isinstance(self.pair_shortlist, bool) or not isinstance(self.pair_shortlist, int) or self.pair_shortlist < 0:
+            raise ConfigError(f"predict.pair_shortlist must be an integer ≥ 0, got {self.pair_shortlist!r}. "
+                              "Fix: e.g. 200 (0 scores every gallery photo with the pair head).")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .. import losses as _losses  # noqa: F401  (registers the losses)
 from ..registry import FAMILIES, LOSSES
 from .base import FamilyTask
 from .mining_client import LocalMiningClient
+from .pair_shortlist import shortlisted_scores, use_shortlist
 
 
 #: per-round mining numbers in metrics.csv (NaN on epochs without new pairs)
@@ -198,6 +199,14 @@ class SiameseTask(FamilyTask):
         return per_view[0] if len(per_view) == 1 else 0.5 * (per_view[0] + per_view[1])
 
     def score_views(self, q, g, g_labels, classes):
+        """Class scores by the pair head: on every gallery photo while the gallery holds at most
+        ``predict.pair_shortlist`` classes, else on each query's shortlist (``pair_shortlist``:
+        linear in the gallery, not Q·G head evaluations)."""
+        m = self.predict_cfg.pair_shortlist
+        if use_shortlist(m, g_labels):
+            return shortlisted_scores({f: q[f] for f in self.views}, {f: g[f] for f in self.views}, g_labels,
+                                      len(classes), self.model["head"], shortlist=m,
+                                      how=self.predict_cfg.class_agg, device=self.device)
         return aggregate_by_class(self.image_scores(q, g), g_labels, len(classes), self.predict_cfg.class_agg)
 
     def gallery_vectors(self, rows, flip):
