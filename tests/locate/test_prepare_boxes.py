@@ -88,3 +88,19 @@ def test_auto_boxes_crop_every_photo(tiny_data, tmp_path):
     pred = pd.read_csv(out / "prepared" / "boxes_predicted.csv")
     assert len(pred) == len(prep.index) and (prep.index["box"] == "predicted").all()
     assert "label-free" in (out / "prepared" / "summary.txt").read_text()
+
+
+def test_boxes_refine_views_and_stride_reach_the_fitted_model(tiny_data, tmp_path):
+    from whaleflow.errors import ConfigError
+    from whaleflow.locate.boxer import load_boxer
+
+    path, _ = _cut(tiny_data, tmp_path, 30)
+    out = tmp_path / "one_look"
+    prepare(_cfg(tiny_data, out, path, ["boxes.refine_views=0"]), out, progress=False)
+    assert not load_boxer(out / "box_model" / "model.pt").settings.get("refine")  # one look only
+    out2 = tmp_path / "two_looks"
+    prepare(_cfg(tiny_data, out2, path), out2, progress=False)
+    assert load_boxer(out2 / "box_model" / "model.pt").settings.get("refine")  # the default second look
+    for bad in ("boxes.refine_views=-1", "boxes.stride=4"):
+        with pytest.raises(ConfigError, match="refine_views must be ≥ 0 and stride 8 or 16"):
+            load_config(None, [bad])

@@ -116,7 +116,8 @@ def _fit_or_reuse(run_dir: Path, key: str, listed: pd.DataFrame, usable: dict, b
     model = fit_box_model(read_listed(listed["path"].tolist()), boxes, backbone=bc.backbone,
                           pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
                           epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
-                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror, progress=progress)
+                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
+                          refine_views=bc.refine_views, stride=bc.stride, progress=progress)
     model.save(path)
     write_json(meta_path, {"key": key, "kind": "learned", "metrics": model.metrics})
     return model, False

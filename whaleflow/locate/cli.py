@@ -74,7 +74,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = fit_box_model(read_listed(listed["path"].tolist()), boxes, backbone=bc.backbone,
                           pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
                           epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
-                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror, progress=not args.quiet)
+                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
+                          refine_views=bc.refine_views, stride=bc.stride, progress=not args.quiet)
     model.save(args.out)
     m = model.metrics
     iou = f"mean IoU {m['held_out_iou']:.3f} on {m['held_out']} held-out photos" if m["held_out"] else "no held-out photos"
