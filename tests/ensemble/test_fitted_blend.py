@@ -46,12 +46,16 @@ def _by_hand(blend: FittedBlend, scores, images, threshold: float) -> list[list[
     return out
 
 
+def _blend(scores, weights: dict, **kw) -> FittedBlend:
+    """A blend of models a, b, c with each normaliser fitted on its own scores."""
+    names = list(weights)
+    return FittedBlend(names, weights, {n: ScoreNormalizer.fit(s.scores) for n, s in zip(names, scores)}, **kw)
+
+
 def test_predict_matches_a_per_query_loop():
     rng = np.random.default_rng(3)
     scores, images = _models(rng)
-    names = ["a", "b", "c"]
-    blend = FittedBlend(names, {"a": 0.5, "b": 0.3, "c": 0.2},
-                        {n: ScoreNormalizer.fit(s.scores) for n, s in zip(names, scores)}, threshold=0.4)
+    blend = _blend(scores, {"a": 0.5, "b": 0.3, "c": 0.2}, threshold=0.4)
     pred = blend.predict(scores, images)
     assert pred.threshold == 0.4
     assert pred.predictions == _by_hand(blend, scores, images, 0.4)
@@ -63,10 +67,7 @@ def test_predict_matches_a_per_query_loop():
 def test_prior_on_queries_sets_the_threshold_from_the_share_of_new_ones():
     rng = np.random.default_rng(4)
     scores, images = _models(rng, n=40)
-    names = ["a", "b", "c"]
-    blend = FittedBlend(names, {"a": 1.0, "b": 1.0, "c": 1.0},
-                        {n: ScoreNormalizer.fit(s.scores) for n, s in zip(names, scores)}, threshold=-99.0,
-                        new_prior=0.25)
+    blend = _blend(scores, {"a": 1.0, "b": 1.0, "c": 1.0}, threshold=-99.0, new_prior=0.25)
     kept = blend.predict(scores, images)
     assert kept.threshold == -99.0 and not any(p[0] == NEW_WHALE for p in kept.predictions)
     pred = blend.predict(scores, images, prior_on_queries=True)
@@ -77,9 +78,7 @@ def test_prior_on_queries_sets_the_threshold_from_the_share_of_new_ones():
 def test_impute_uncovered_marks_the_columns_a_model_cannot_score():
     rng = np.random.default_rng(5)
     scores, images = _models(rng)
-    names = ["a", "b", "c"]
-    blend = FittedBlend(names, {"a": 0.2, "b": 0.3, "c": 0.5},
-                        {n: ScoreNormalizer.fit(s.scores) for n, s in zip(names, scores)}, threshold=0.0)
+    blend = _blend(scores, {"a": 0.2, "b": 0.3, "c": 0.5}, threshold=0.0)
     pred = blend.predict(scores, images, impute_uncovered=True)
     assert [int((~c).sum()) for c in pred.covered] == [0, 0, 2]
     full = pred.covered[2]
