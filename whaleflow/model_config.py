@@ -60,7 +60,9 @@ class MiningConfig:
     still random pairs (0.5 by default: mined afresh every epoch, a model pushes one
     round's negatives apart while the previous ones drift back, and validation see-sawed
     at 0.2; ``benchmarks/mining_ablation.py``). ``solver: none`` never mines: random pairs only (the control
-    of ``benchmarks/mining_ablation.py``).
+    of ``benchmarks/mining_ablation.py``). The sparse solver's candidates are each image's
+    ``k`` best partners by head logit among its ``prefilter`` nearest images by feature cosine
+    (``0``: among all, N²/2 head evaluations a round; :mod:`whaleflow.mining.cosine_prefilter`).
 
     Noise: Gaussian noise added to the score matrix before solving, in its units —
     the pair head's logits (a logit of 0 is probability 0.5). Its std starts at
@@ -87,12 +89,18 @@ class MiningConfig:
     hard_positives: bool = True       # positives by the least-similar assignment inside each individual
     mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
     k: int = 50                       # candidates per image for the sparse solver
+    prefilter: int = 200              # sparse: the head scores each image's this many cosine neighbours (0: all pairs)
     noise_start: float = 2.0          # noise std (logits) at the first round
     noise_end: float = 1.0            # noise std (logits) after noise_epochs
     noise_epochs: int = 20            # epochs (from start) over which the std moves to noise_end
     noise_floor: float = 0.5          # the std never goes below this (logits, > 0)
     noise_shape: str = "linear"       # linear | cosine
     block_size: int = 1024
+
+    def __post_init__(self):
+        if int(self.prefilter) != 0 and int(self.prefilter) < int(self.k):
+            raise ConfigError(f"mining prefilter {self.prefilter} is below mining k {self.k}: the head would see fewer "
+                              "neighbours than it keeps. Fix: set prefilter to 0 (every pair) or at least k (e.g. 4·k).")
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,54 @@ def test_candidates_need_sparse_and_matching_labels():
     other = (labels + 1) % 3
     with pytest.raises(ValueError, match="within-individual"):
         LapMiner("sparse").mine(PairCandidates.from_dict(cand.to_dict()), other, 0, rng=0)
+
+
+class _CountingHead(torch.nn.Module):
+    """A pair head that counts the pairs it scores (the prefilter must score N·m, not N²)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head, self.pairs = head, 0
+
+    def forward(self, xa, xb):
+        self.pairs += len(xa)
+        return self.head(xa, xb)
+
+
+@pytest.mark.parametrize("m", [4, 11])
+def test_prefilter_equals_brute_force_on_the_cosine_shortlist(m, monkeypatch):
+    from whaleflow.mining import cosine_prefilter
+
+    monkeypatch.setitem(cosine_prefilter.COS_BLOCK_ELEMS, "cpu", 7 * 53)  # several row blocks
+    monkeypatch.setitem(cosine_prefilter.PAIR_BATCH_ELEMS, "cpu", 2 * 6 * 5)  # several head batches
+    f, labels, head = _setup()
+    full = score_all_pairs(f, head)
+    neg = labels // 2
+    cand = score_candidates(f, head, k=9, neg_labels=neg, labels=labels, prefilter=m)
+    fn = torch.nn.functional.normalize(f, dim=1)
+    cos = (fn @ fn.T).numpy()
+    allowed = neg[:, None] != neg[None, :]
+    w = cand.idx.shape[1]
+    for i in range(len(f)):
+        near = np.flatnonzero(allowed[i])[np.argsort(-cos[i][allowed[i]], kind="stable")[:m]]
+        want = np.sort(full[i, near])[::-1][:w]
+        ok = cand.idx[i] >= 0
+        assert ok.sum() == min(w, len(near))
+        assert set(cand.idx[i][ok]) <= set(near)
+        np.testing.assert_allclose(cand.val[i][ok].astype(np.float32), want[: ok.sum()], atol=2e-3)
+
+
+def test_prefilter_scores_linearly_and_is_exact_when_it_holds_everything():
+    f, labels, head = _setup(n=60)
+    counting = _CountingHead(head)
+    n, m = len(f), 5
+    pos_pairs = sum(int(c) ** 2 for c in np.bincount(labels) if c >= 2)
+    score_candidates(f, counting, k=4, neg_labels=labels, labels=labels, prefilter=m)
+    assert counting.pairs <= n * m + pos_pairs  # N·m head evaluations, never N²
+    full = score_candidates(f, head, k=4, neg_labels=labels, labels=labels)
+    wide = score_candidates(f, head, k=4, neg_labels=labels, labels=labels, prefilter=n)  # ≥ N: the full path
+    np.testing.assert_array_equal(full.idx, wide.idx)
+    noisy = score_candidates(f, head, k=4, neg_labels=labels, labels=labels, noise=2.0, seed=3, prefilter=m)
+    again = score_candidates(f, head, k=4, neg_labels=labels, labels=labels, noise=2.0, seed=3, prefilter=m)
+    np.testing.assert_array_equal(noisy.idx, again.idx)
+    assert np.abs(noisy.val.astype(np.float32) - noisy.clean.astype(np.float32)).max() > 0.3

@@ -136,7 +136,7 @@ class SiameseTask(FamilyTask):
             def candidates():  # the round's noise is drawn on the device, before the top-k
                 return score_candidates(feats, head, k=self.cfg.mining.k, neg_labels=neg_codes, labels=labels,
                                         noise=mining_noise(self.cfg.mining, epoch), block_size=block,
-                                        seed=[self.train_cfg.seed, epoch])
+                                        seed=[self.train_cfg.seed, epoch], prefilter=self.cfg.mining.prefilter)
             self.mining.submit_candidates(epoch, candidates, labels, neg_labels=neg_codes)
         else:
             def row_blocks():

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cosine_prefilter import prefiltered_topk
 from .dense import class_groups, label_codes
 from .pair_scoring import _eval_head, _pair_fn, _setup, fast_math, is_symmetric, score_pairs, tile_scores
 
@@ -112,6 +113,20 @@ def _generator(device: torch.device, seed) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(s)
 
 
+def _all_pairs_topk(pair, sym: bool, f: torch.Tensor, codes: torch.Tensor, best: _RunningTopK, noisy,
+                    block_size: int) -> None:
+    """Every pair scored (each unordered pair once for a symmetric head), folded into ``best``."""
+    n = f.shape[0]
+    for a in range(0, n, block_size):
+        fa = f[a : a + block_size]
+        for b in range(a if sym else 0, n, block_size):
+            t = tile_scores(pair, fa, f[b : b + block_size], upper=sym and a == b)
+            t.masked_fill_(codes[a : a + block_size, None] == codes[None, b : b + block_size], float("-inf"))
+            best.merge(a, t, noisy(t), b)
+            if sym and b != a:
+                best.merge(b, t.T, noisy(t.T), a)
+
+
 @torch.inference_mode()
 def score_candidates(
     features,
@@ -125,11 +140,14 @@ def score_candidates(
     seed=0,
     device=None,
     fast: bool = True,
+    prefilter: int = 0,
 ) -> PairCandidates:
     """Each row's top other-individual columns by noisy logit + the within-individual logits.
 
     ``neg_labels``: codes that may not be negatives of each other; ``labels``: the
-    individuals (positives); ``noise``: the round's σ in logits. See the module
+    individuals (positives); ``noise``: the round's σ in logits; ``prefilter`` (> 0 and below
+    N): the head scores only each row's that many nearest images by feature cosine
+    (:mod:`.cosine_prefilter`, N·prefilter evaluations instead of N²/2). See the module
     docstring for what is scored and sent.
     """
     if k < 1 or block_size < 1:
@@ -151,14 +169,10 @@ def score_candidates(
 
     with _eval_head(head, f.device, torch.float32) as h, fast_math(f.device, fast):
         pair, sym = _pair_fn(h), is_symmetric(h)
-        for a in range(0, n, block_size):
-            fa = f[a : a + block_size]
-            for b in range(a if sym else 0, n, block_size):
-                t = tile_scores(pair, fa, f[b : b + block_size], upper=sym and a == b)
-                t.masked_fill_(codes[a : a + block_size, None] == codes[None, b : b + block_size], float("-inf"))
-                best.merge(a, t, noisy(t), b)
-                if sym and b != a:
-                    best.merge(b, t.T, noisy(t.T), a)
+        if 0 < prefilter < n:
+            best.noisy, best.clean, best.idx = prefiltered_topk(h, f, codes, m=prefilter, w=w, noisy=noisy)
+        else:
+            _all_pairs_topk(pair, sym, f, codes, best, noisy, block_size)
     val, clean, idx = best.noisy.cpu().numpy(), best.clean.cpu().numpy(), best.idx.cpu().numpy()
     idx[~np.isfinite(clean)] = NO_CANDIDATE
     pos = np.zeros(0, np.float32)
