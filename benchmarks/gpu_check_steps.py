@@ -119,9 +119,10 @@ def check_pipeline(small: bool, device: torch.device) -> list:
         cfg = cfg.replace(train=dataclasses.replace(cfg.train, device=device.type))
         for family, size, batch in (("siamese", sizes[0], 32), ("metric", sizes[1], 32)):
             base = next(m for m in cfg.models if m.family == family)
-            extra = {"mining": dataclasses.replace(base.mining, solver="none")} if family == "siamese" else {}
             stage = StageConfig(size=size, epochs=2, lr=1e-4)
-            m = dataclasses.replace(base, backbone=backbone, batch_size=batch, stages=[stage], **extra)
+            m = dataclasses.replace(base, backbone=backbone, batch_size=batch, stages=[stage])
+            if family == "siamese":
+                m = m.with_sections(mining=dataclasses.replace(base.mining, solver="none"))
             task = build_task(cfg, m, prepared)
             secs, seen = _time_real(task, stage)
             real = seen / secs

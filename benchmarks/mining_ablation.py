@@ -77,7 +77,7 @@ def build_configs(args):
     mined = from_dict(ModelConfig, raw, where=f"{args.model} (ablation)")
     if mined.mining.solver == "none":
         raise SystemExit("the mining arm needs a solver (dense or sparse)")
-    arms = {"mining": mined, "random": dataclasses.replace(mined, mining=from_dict(type(mined.mining), {"solver": "none"}))}
+    arms = {"mining": mined, "random": mined.with_sections(mining=from_dict(type(mined.mining), {"solver": "none"}))}
     cfg = cfg.replace(models=[mined])
     return cfg, {a: arms[a] for a in args.arms}
 

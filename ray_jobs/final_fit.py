@@ -46,7 +46,6 @@ def train_final_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
 
     from whaleflow.final_fit import final_dir, train_final
     from whaleflow.pipeline import load_run_prepared
-    from whaleflow.families import needs_mining_actor
 
     from .search_space import model_for_trial
     from .trainable import _mining_client, cpu_unless_given_gpus
@@ -57,7 +56,7 @@ def train_final_variant(config: dict[str, Any], base: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(round(cfg.ray.cpus_per_trial))))
     run_dir = Path(cfg.output.dir)
     name = variant["validated"]
-    mining = _mining_client(cfg, model_cfg, f"final-{name}") if needs_mining_actor(model_cfg) else None
+    mining = _mining_client(cfg, model_cfg, f"final-{name}")
     try:
         result = train_final(cfg, model_cfg, load_run_prepared(cfg), run_dir / "trials" / name,
                              final_dir(run_dir, name), task_kwargs={"mining_client": mining} if mining else None,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from whaleflow.config import MiningConfig, from_dict
+from whaleflow.config import from_dict
 
 #: matrices above this many bytes in float32 are held as float16 (pair-head logits: ~3 significant digits is plenty for mining)
 FLOAT16_ABOVE_BYTES = 1 << 30
@@ -40,7 +40,7 @@ class MiningActor:
     """
 
     def __init__(self, mining: Any):
-        from whaleflow.mining import build_miner
+        from whaleflow.mining import MiningConfig, build_miner
 
         self.miner = build_miner(from_dict(MiningConfig, mining)) if isinstance(mining, dict) else mining
         self._lock = threading.Lock()

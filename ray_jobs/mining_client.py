@@ -15,14 +15,17 @@ import contextlib
 import itertools
 import os
 import time
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import ray
 
-from whaleflow.config import MiningConfig, to_dict
+from whaleflow.config import to_dict
 
 from .mining_actor import MiningActor, matrix_dtype
+
+if TYPE_CHECKING:
+    from whaleflow.mining import MiningConfig
 
 
 def _empty_pairs():

@@ -2,9 +2,9 @@
 
 A trial is one placement group with ``STRICT_PACK``: its own bundle (``cpus_per_trial``,
 ``gpus_per_trial``) and, for a trial whose model mines through a MiningActor (its family
-says so: :func:`whaleflow.families.needs_mining_actor`; a siamese model unless its
-``mining.solver`` is ``none``) with ``mining_actor_cpus`` > 0, one for its MiningActor — on one node, so the N×N row blocks the trial streams to the actor never
-cross the network. So the whole group must fit on one node.
+reads a ``mining`` section whose solver is not ``none``: :func:`whaleflow.families.mining_settings`)
+with ``mining_actor_cpus`` > 0, one for its MiningActor — on one node, so the N×N row blocks the
+trial streams to the actor never cross the network. So the whole group must fit on one node.
 
 Ray itself waits forever for a group no node can hold (Tune warns every 60 s). Before
 the experiment starts, :func:`check_requests` compares each model's group with the
@@ -20,7 +20,7 @@ from ray import tune
 
 from whaleflow.config import Config
 from whaleflow.errors import WhaleflowError
-from whaleflow.families import needs_mining_actor
+from whaleflow.families import mining_settings
 
 #: the cluster launcher writes the autoscaler's config here on the head node
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
@@ -40,7 +40,7 @@ def mining_actor_memory(cfg: Config) -> int:
 
 def trial_bundles(cfg: Config, mining_actor: bool, gpus: float) -> list[dict[str, float]]:
     """The bundles of one trial's placement group: the trial's, plus its mining actor's when
-    the trial has one (``mining_actor``: :func:`~whaleflow.families.needs_mining_actor`).
+    the trial has one (``mining_actor``: :func:`~whaleflow.families.mining_settings` is not None).
 
     The actor's ``memory`` goes into its own bundle (``mining_actor_cpus`` > 0), so its
     request always fits there."""
@@ -59,7 +59,7 @@ def resources_for(cfg: Config, gpus: float):
     from .search_space import model_for_trial
 
     def resources(config: dict) -> tune.PlacementGroupFactory:
-        mining_actor = needs_mining_actor(model_for_trial(cfg, config["variant"]))
+        mining_actor = mining_settings(model_for_trial(cfg, config["variant"])) is not None
         return tune.PlacementGroupFactory(trial_bundles(cfg, mining_actor, gpus), strategy=STRATEGY)
 
     return resources
@@ -140,7 +140,7 @@ def check_requests(cfg: Config, gpus: float, nodes: list[dict[str, float]] | Non
         return  # an autoscaler whose node sizes we cannot read: Ray may still add a big enough node
     candidates = [*nodes, *node_types]
     for model in cfg.models:
-        mining_actor = needs_mining_actor(model)
+        mining_actor = mining_settings(model) is not None
         need = demand(trial_bundles(cfg, mining_actor, gpus))
         if any(fits(need, node) for node in candidates):
             continue

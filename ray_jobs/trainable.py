@@ -10,7 +10,8 @@ finds it. The only Ray-specific pieces are here:
 * resuming: when Tune restores or retries a trial, ``ray.tune.get_checkpoint()`` is
   copied into the trial folder's ``checkpoints/`` and the trainer resumes from it
   exactly (RNG included) — on whatever node the trial now runs;
-* the siamese family's mining goes through a :class:`~ray_jobs.mining_client.RayMiningClient`;
+* a trial whose family mines (:func:`whaleflow.families.mining_settings`) does so through a
+  :class:`~ray_jobs.mining_client.RayMiningClient`;
 * a trial given no GPU trains on the CPU (:func:`cpu_unless_given_gpus`);
 * what the trial prints, and one line per epoch, go to ``trials/<name>/log.txt``;
 * with the run folder at a URI (``s3://``, ``gs://``) the trial works in its node's copy
@@ -111,10 +112,17 @@ def restore_checkpoint(checkpoint, checkpoint_dir: Path) -> bool:
 
 
 def _mining_client(cfg: Config, model_cfg, name: str):
+    """A started MiningActor client for a trial of ``model_cfg``, or None where its family does not
+    mine (:func:`whaleflow.families.mining_settings`)."""
+    from whaleflow.families import mining_settings
+
     from .mining_client import RayMiningClient
     from .resources import mining_actor_memory
 
-    return RayMiningClient(model_cfg.mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
+    mining = mining_settings(model_cfg)
+    if mining is None:
+        return None
+    return RayMiningClient(mining, seed=cfg.train.seed, timeout_s=cfg.ray.mining_timeout_s,
                            actor_cpus=cfg.ray.mining_actor_cpus, name=f"whaleflow-miner-{name}",
                            memory=mining_actor_memory(cfg)).start()
 
@@ -149,9 +157,7 @@ def _train(cfg: Config, model_cfg, store: RunStore, trial_dir: Path, config: dic
     header = f"trial {extra['trial']} on node {extra['node_id'][:12]}, CUDA_VISIBLE_DEVICES={extra['cuda_visible_devices']!r}"
     with trial_log(trial_dir, header) as log:
         extra["restored"] = restore_checkpoint(tune.get_checkpoint(), trial_dir / "checkpoints")
-        from whaleflow.families import needs_mining_actor
-
-        mining = _mining_client(cfg, model_cfg, extra["trial"]) if needs_mining_actor(model_cfg) else None
+        mining = _mining_client(cfg, model_cfg, extra["trial"])
         reporter = TuneReporter(trial_dir, extra, store if store.remote else None)
         # the loader's workers come out of the trial's own CPUs (train.workers unset)
         task_kwargs = {"cpus": cfg.ray.cpus_per_trial, **({"mining_client": mining} if mining is not None else {})}

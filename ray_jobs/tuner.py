@@ -18,7 +18,7 @@ interrupted run restores one experiment. The three Tune pieces stay separate:
 
 Resources per trial come from ``tune.with_resources``: one STRICT_PACK placement group
 (:mod:`ray_jobs.resources`) of ``gpus_per_trial`` (fractions pack small models on one
-GPU) and ``cpus_per_trial``, plus a bundle for the mining actor of a siamese trial when
+GPU) and ``cpus_per_trial``, plus a bundle for the mining actor of a trial that mines when
 ``mining_actor_cpus`` > 0; a group no node can hold fails before the experiment starts.
 """
 from __future__ import annotations

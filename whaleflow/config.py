@@ -6,8 +6,9 @@ checking every type and rejecting unknown keys with the closest valid key named.
 resolved config is written into the run folder (:func:`dump_config`) so a run can
 always be reproduced from its folder alone.
 
-This module holds the run-level sections and :class:`Config`; the per-model sections
-live in :mod:`whaleflow.model_config`, the sections of what follows training (ensemble,
+This module holds the run-level sections and :class:`Config`; a model's in
+:mod:`whaleflow.model_config` (its family sections beside their families, registered in
+``whaleflow.registry.MODEL_SECTIONS``), the sections of what follows training (ensemble,
 classifier, local-feature verification, pseudo-labelling) in :mod:`whaleflow.ensemble_config`
 and the generic dict ⇄ dataclass machinery in :mod:`whaleflow.config_io`. All are
 re-exported here, so ``from whaleflow.config import ModelConfig, from_dict`` keeps working.
@@ -31,9 +32,6 @@ from .ensemble_config import (  # noqa: F401  (re-exported)
     PseudoLabelConfig,
 )
 from .model_config import (  # noqa: F401  (re-exported)
-    ArcFaceConfig,
-    MarginConfig,
-    MiningConfig,
     ModelConfig,
     StageConfig,
     size_hw,

@@ -78,15 +78,34 @@ def from_dict(cls, raw: Any, where: str = "config"):
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}.")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
+    flat = _flattened(cls)  # key → (the mapping field holding it, its dataclass)
+    names = [key for f in dataclasses.fields(cls)
+             for key in ([k for k, (owner, _) in flat.items() if owner == f.name] if _flattens(f) else [f.name])]
+    kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}.{hint} Valid keys: {', '.join(names)}.")
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where != "config" else key)
+        here = f"{where}.{key}" if where != "config" else key
+        if key in flat:
+            owner, kind = flat[key]
+            kwargs.setdefault(owner, {})[key] = from_dict(kind, value, here)
+        else:
+            kwargs[key] = _coerce(hints[key], value, here)
     return cls(**kwargs)
+
+
+def _flattens(f: dataclasses.Field) -> bool:
+    """Whether field ``f`` is a mapping whose entries are written as keys of its dataclass (its
+    metadata ``flatten`` gives their names → dataclasses): ``ModelConfig.sections`` (``mining: {...}``)."""
+    return "flatten" in f.metadata
+
+
+def _flattened(cls) -> dict[str, tuple[str, Any]]:
+    """The keys of ``cls``'s flattened fields: key → (field name, dataclass of the key's value)."""
+    return {key: (f.name, kind) for f in dataclasses.fields(cls) if _flattens(f)
+            for key, kind in f.metadata["flatten"]().items()}
 
 
 def _coerce(tp, value, where: str):
@@ -148,7 +167,14 @@ def _type_name(tp) -> str:
 def to_dict(obj) -> Any:
     """A dataclass tree as plain lists, dicts and scalars (what YAML and Ray carry)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = to_dict(getattr(obj, f.name))
+            if _flattens(f):
+                out.update(value)
+            else:
+                out[f.name] = value
+        return out
     if isinstance(obj, list):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

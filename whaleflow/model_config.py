@@ -1,16 +1,20 @@
-"""Per-model config sections: one model variant (:class:`ModelConfig`) and its parts.
+"""One model variant (:class:`ModelConfig`) and its progressive-resizing stages.
 
-A model variant is one trial of the Ray experiment; its progressive-resizing stages,
-LAP mining schedule, margin-loss and ArcFace heads live here so the run-level sections
-in :mod:`whaleflow.config` stay short. Every name is re-exported from
-:mod:`whaleflow.config`, the import path the rest of the code uses.
+A model variant is one trial of the Ray experiment. Its shared fields and stages live here,
+so the run-level sections in :mod:`whaleflow.config` stay short; the sections a family reads
+(``mining:``, ``margin:``, ``arcface:``) live beside what reads them, each registered in
+:data:`whaleflow.registry.MODEL_SECTIONS`, and a model holds one of each in
+:attr:`ModelConfig.sections`. Every name here is re-exported from :mod:`whaleflow.config`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .config_io import to_dict
 from .errors import ConfigError
+from .registry import MODEL_SECTIONS
 
 
 @dataclass(frozen=True)
@@ -48,118 +52,84 @@ def size_hw(size) -> tuple[int, int]:
     return int(size), int(size)
 
 
-@dataclass(frozen=True)
-class MiningConfig:
-    """LAP hard-example mining for the siamese family (the config reference for ``mining:``).
+def section_types() -> dict[str, type]:
+    """Every model config section by name → its dataclass (importing the families registers them
+    beside what reads them: looked up here lazily, since those modules import this one)."""
+    from . import families  # noqa: F401  (registers the families and their sections)
 
-    Schedule: epochs before ``start`` train on random pairs (warm-up); from ``start``
-    on a round every ``every`` epochs scores all training pairs and solves the
-    assignments; a round that would fall on the first epoch of a new image-size stage
-    moves to the next epoch (the new size and the new pairs do not arrive together).
-    In every mined epoch ``random_share`` of each batch's positives and negatives are
-    still random pairs (0.5 by default: mined afresh every epoch, a model pushes one
-    round's negatives apart while the previous ones drift back, and validation see-sawed
-    at 0.2; ``benchmarks/mining_ablation.py``). ``solver: none`` never mines: random pairs only (the control
-    of ``benchmarks/mining_ablation.py``). The sparse solver's candidates are each image's
-    ``k`` best partners by head logit among its ``prefilter`` nearest images by feature cosine
-    (``0``: among all, N²/2 head evaluations a round; :mod:`whaleflow.mining.cosine_prefilter`).
-
-    Noise: Gaussian noise added to the score matrix before solving, in its units —
-    the pair head's logits (a logit of 0 is probability 0.5). Its std starts at
-    ``noise_start`` at the first mining round, moves to ``noise_end`` over
-    ``noise_epochs`` epochs counted from ``start`` (``noise_shape``: linear or
-    cosine), and never goes below ``noise_floor`` (> 0: the assignment is never the
-    bare argmax, so the hardest-looking pair, often label noise, is not picked every
-    round). σ = 1 lets a candidate whose logit is about 1–2 below a row's best still
-    be chosen; σ ≥ 3 is close to random pairs.
-
-    Duplicates: images of the same near-duplicate group are never each other's
-    negatives; a group holding several individuals (a label conflict) keeps those
-    individuals out of each other's negatives altogether, mined or random.
-    ``mirror_negatives: false`` keeps an individual's flipped twin out of its *mined*
-    negatives (flips stay new individuals everywhere else): on near-symmetric flukes
-    the mirror twin is the hardest negative of most images and would take many of
-    the mined slots for a distinction no query asks for.
-    """
-
-    solver: str = "dense"             # dense | sparse | none (random pairs only)
-    every: int = 2                    # a mining round every K epochs
-    start: int = 4                    # first mining epoch; before it pairs are random (warm-up)
-    random_share: float = 0.5         # share of random pairs kept in every mined batch (0 ≤ x < 1)
-    hard_positives: bool = True       # positives by the least-similar assignment inside each individual
-    mirror_negatives: bool = True     # may an image's own individual, flipped, be mined as its negative
-    k: int = 50                       # candidates per image for the sparse solver
-    prefilter: int = 200              # sparse: the head scores each image's this many cosine neighbours (0: all pairs)
-    noise_start: float = 2.0          # noise std (logits) at the first round
-    noise_end: float = 1.0            # noise std (logits) after noise_epochs
-    noise_epochs: int = 20            # epochs (from start) over which the std moves to noise_end
-    noise_floor: float = 0.5          # the std never goes below this (logits, > 0)
-    noise_shape: str = "linear"       # linear | cosine
-    block_size: int = 1024
-
-    def __post_init__(self):
-        if int(self.prefilter) != 0 and int(self.prefilter) < int(self.k):
-            raise ConfigError(f"mining prefilter {self.prefilter} is below mining k {self.k}: the head would see fewer "
-                              "neighbours than it keeps. Fix: set prefilter to 0 (every pair) or at least k (e.g. 4·k).")
+    return {name: MODEL_SECTIONS.get(name) for name in MODEL_SECTIONS.names()}
 
 
-@dataclass(frozen=True)
-class MarginConfig:
-    margin: float = 0.2
-    beta_init: float = 1.2
-    beta_lr: float = 0.01
-    nu: float = 0.0
-    per_class_beta: bool = True
-    cutoff: float = 0.5
-    nonzero_loss_cutoff: float = 1.4
-
-
-@dataclass(frozen=True)
-class ArcFaceConfig:
-    """Sub-center ArcFace with dynamic margins (the Happywhale 2022 winner's head).
-
-    Margin of individual c with n_c training photos: ``m_c = margin_a * n_c**-margin_lambda
-    + margin_b`` (rare individuals get larger margins). ``subcenters`` K cosine centres per
-    class, the max over them is the class logit, times ``scale``.
-    """
-
-    scale: float = 30.0
-    subcenters: int = 3
-    margin_a: float = 0.45
-    margin_lambda: float = 0.25
-    margin_b: float = 0.05
-    gem_p: float = 3.0               # GeM pooling exponent (learned)
-    head_lr_mult: float = 10.0       # the head learns this much faster than the backbone
-    warmup_epochs: int = 1           # linear LR warm-up, then cosine decay over the rest of the run
-    min_lr_ratio: float = 0.05       # cosine decays to lr × this
-    knn_weight: float = 0.5          # class score = (1-w)·head cosine + w·best gallery cosine
-    imprint: bool = True             # start each class centre at its mean embedding (weight imprinting)
+def default_sections() -> dict[str, Any]:
+    """One default instance of every model config section."""
+    return {name: cls() for name, cls in section_types().items()}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One model variant: one trial in the Ray experiment."""
+    """One model variant: one trial in the Ray experiment.
+
+    The fields are shared by the families, except those a family claims in its ``MODEL_FIELDS``
+    (noted below); the family sections (``mining``, ``margin``, ``arcface``, ...) sit in
+    :attr:`sections`, one of each, read as attributes (``m.mining``) and written in the YAML as
+    keys of the model (``mining: {...}``). A trial's fingerprint holds only what its own family
+    reads (:meth:`trial_settings`).
+    """
 
     name: str = "metric_compact"
-    family: str = "metric"            # metric | siamese | arcface | frozen
+    family: str = "metric"            # a name in whaleflow.registry.FAMILIES: metric | siamese | arcface | frozen
     backbone: str = "wf_compactnet"
     # True → ImageNet weights (offline where a package ships them, e.g. efficientnet_lite0;
     # timm's hub otherwise), str → a local weights file
     pretrained: Union[bool, str] = False
     frozen_stages: int = 0            # stem + this many feature stages keep their (pretrained) weights
-    embedding_dim: int = 64
-    head_layers: list[int] = field(default_factory=lambda: [64, 32])
-    batch_size: int = 32
-    p_individuals: int = 8            # P in P×K batches (metric family)
-    k_images: int = 4                 # K in P×K batches
+    embedding_dim: int = 64           # metric, arcface
+    head_layers: list[int] = field(default_factory=lambda: [64, 32])  # siamese pair head
+    batch_size: int = 32              # siamese, arcface
+    p_individuals: int = 8            # P in P×K batches (metric)
+    k_images: int = 4                 # K in P×K batches (metric)
     augment: str = "metric"
     flip_new_class: bool = True       # a horizontally flipped fluke is a new individual
-    lr_step_epochs: int = 100
+    lr_step_epochs: int = 100         # metric: LR × lr_gamma every this many epochs
     lr_gamma: float = 0.1
-    plateau_patience: int = 2
+    plateau_patience: int = 2         # siamese: LR × plateau_factor when validation stalls this long
     plateau_factor: float = 0.2
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
-    margin: MarginConfig = field(default_factory=MarginConfig)
-    arcface: ArcFaceConfig = field(default_factory=ArcFaceConfig)
-    mining: MiningConfig = field(default_factory=MiningConfig)
+    # section name → its dataclass instance; flattened into the model's keys by config_io
+    sections: dict[str, Any] = field(default_factory=default_sections, metadata={"flatten": section_types})
     search: dict[str, Any] = field(default_factory=dict)  # Ray Tune search space
+
+    def __post_init__(self):
+        types = section_types()
+        for name, value in self.sections.items():
+            if name not in types:
+                MODEL_SECTIONS.get(name)  # a ConfigError naming the known sections
+            kind = types[name]
+            if not isinstance(value, kind):
+                raise ConfigError(f"model {self.name!r}: section {name!r} must be a {kind.__name__}, "
+                                  f"got {type(value).__name__}.")
+        full = {n: self.sections[n] if n in self.sections else kind() for n, kind in types.items()}
+        object.__setattr__(self, "sections", full)  # every section, in one order, and a dict of our own
+
+    def __getattr__(self, name: str):
+        """``m.mining``: the model's section of that name (only called for names that are no field)."""
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def with_sections(self, **sections) -> "ModelConfig":
+        """This model with the named sections replaced: ``m.with_sections(mining=MiningConfig(solver="none"))``."""
+        return dataclasses.replace(self, sections={**self.sections, **sections})
+
+    def trial_settings(self) -> dict[str, Any]:
+        """What of this model decides what its trials learn (the model part of
+        :func:`whaleflow.training.trial_fingerprint`): the shared fields, and of the family-specific
+        ones its own family's alone (its ``SECTIONS`` and ``MODEL_FIELDS``), so a change to one
+        family's defaults (say the mining section's) retrains no trial of another family."""
+        from .registry import FAMILIES
+
+        section_types()  # the families registered
+        own = {*FAMILIES.sections(self.family), *FAMILIES.model_fields(self.family)}
+        others = ({*self.sections} | FAMILIES.every_model_field()) - own
+        return {k: v for k, v in to_dict(self).items() if k not in others}

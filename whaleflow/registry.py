@@ -53,6 +53,28 @@ class Registry(Generic[T]):
         return name in self._items
 
 
+class FamilyRegistry(Registry):
+    """Model families by name (each a FamilyTask class) and what each one reads of a model config.
+
+    A family class declares ``SECTIONS`` (the names of the :data:`MODEL_SECTIONS` it reads,
+    e.g. ``("mining",)``) and ``MODEL_FIELDS`` (the :class:`~whaleflow.model_config.ModelConfig`
+    fields only it reads, e.g. the P×K batch sizes). A trial's fingerprint holds the shared fields
+    and its own family's alone (:meth:`~whaleflow.model_config.ModelConfig.trial_settings`), so a
+    change to one family's defaults retrains no other family."""
+
+    def sections(self, name: str) -> tuple[str, ...]:
+        """The config sections family ``name`` reads."""
+        return tuple(getattr(self.get(name), "SECTIONS", ()))
+
+    def model_fields(self, name: str) -> tuple[str, ...]:
+        """The model fields only family ``name`` reads (among the families)."""
+        return tuple(getattr(self.get(name), "MODEL_FIELDS", ()))
+
+    def every_model_field(self) -> frozenset[str]:
+        """Every field some family claims as its own: what a trial of another family leaves out."""
+        return frozenset(f for name in self.names() for f in self.model_fields(name))
+
+
 HEADS: Registry = Registry("pair head")
 LOSSES: Registry = Registry("loss")
 MINERS: Registry = Registry("miner")
@@ -60,4 +82,7 @@ AUGMENTATIONS: Registry = Registry("augmentation set")
 SAMPLERS: Registry = Registry("sampler")
 #: family name → its FamilyTask class: called, a task to train (FAMILIES.build); ``.for_inference``,
 #: its networks alone, to score photos with an exported model (whaleflow identify)
-FAMILIES: Registry = Registry("model family")
+FAMILIES: FamilyRegistry = FamilyRegistry("model family")
+#: section name → the frozen dataclass of a model's ``<name>:`` config section (``mining``, ``margin``,
+#: ``arcface``), registered beside what reads it; :class:`~whaleflow.model_config.ModelConfig` holds one of each
+MODEL_SECTIONS: Registry = Registry("model config section")

@@ -41,7 +41,9 @@ def build_task(cfg: Config, model_cfg: ModelConfig, prepared, **extra):
 
 
 def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
-    """A hash of everything that decides what a trial learns: the model variant and the
+    """A hash of everything that decides what a trial learns: the model variant (its shared
+    fields and its own family's sections and fields alone, :meth:`ModelConfig.trial_settings`:
+    another family's defaults retrain nothing here) and the
     data, prepare, train and predict settings. Ray and search settings do not count, nor
     ``train.device``: a model trained on a GPU or on the CPU is the same trial; nor how its
     batches are loaded (``train.workers``, ``train.prefetch``, ``data.local_cache_dir``),
@@ -53,7 +55,7 @@ def trial_fingerprint(cfg: Config, model_cfg: ModelConfig) -> str:
     payload["train"].pop("final_fit", None)  # a validated trial is the same with or without a final fit
     if payload["train"].get("grad_clip") is None:  # off, as before the key existed: old trials stay finished
         payload["train"].pop("grad_clip", None)
-    payload["model"] = to_dict(model_cfg)
+    payload["model"] = model_cfg.trial_settings()
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

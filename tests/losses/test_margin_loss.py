@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from whaleflow.config import MarginConfig
+from whaleflow.losses.margin_loss import MarginConfig
 from whaleflow.losses import DistanceWeightedSampler, MarginLoss
 from whaleflow.registry import LOSSES
 

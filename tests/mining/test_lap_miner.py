@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from whaleflow.config import MiningConfig
+from whaleflow.mining import MiningConfig
 from whaleflow.errors import ConfigError
 from whaleflow.mining import LapMiner, MinedPairs, NoiseSchedule, build_miner, head_scores_fn
 from whaleflow.models.pair_head import PairHead

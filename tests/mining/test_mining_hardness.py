@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from whaleflow.config import MiningConfig
+from whaleflow.mining import MiningConfig
 from whaleflow.mining import LapMiner, NoiseSchedule, build_miner, hard_negatives, negative_codes
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from whaleflow.config import MiningConfig
+from whaleflow.mining import MiningConfig
 from whaleflow.families.mining_client import LocalMiningClient
 from whaleflow.mining import build_miner
 

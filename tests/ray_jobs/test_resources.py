@@ -159,13 +159,13 @@ def test_a_trial_that_does_not_mine_reserves_no_mining_actor(tiny_config, tmp_pa
     """The family registry says which trials mine (ray_jobs names no family): a siamese model
     with ``mining.solver: none`` — set in the config or sampled by the search — gets one bundle,
     and its request is checked without the actor's CPUs."""
-    from whaleflow.families import needs_mining_actor
+    from whaleflow.families import mining_settings
     from ray_jobs.resources import resources_for
 
     cfg = tiny_config(tmp_path / "run", "ray.cpus_per_trial=2", "ray.mining_actor_cpus=1")
     siamese, metric = cfg.models[1], cfg.models[0]
     assert (siamese.family, metric.family) == ("siamese", "metric")
-    assert needs_mining_actor(siamese) and not needs_mining_actor(metric)
+    assert mining_settings(siamese) == siamese.mining and mining_settings(metric) is None
     res = resources_for(cfg, 0.0)
     assert len(res({"variant": {"model": siamese.name}}).bundles) == 2
     sampled = {"variant": {"model": siamese.name, "params": {"mining.solver": "none"}}}
@@ -174,6 +174,6 @@ def test_a_trial_that_does_not_mine_reserves_no_mining_actor(tiny_config, tmp_pa
         check_requests(cfg, 0.0, nodes=[{"CPU": 2.0}], node_types=[])  # the mining siamese needs 3 CPUs
     random_pairs = tiny_config(tmp_path / "run2", "ray.cpus_per_trial=2", "ray.mining_actor_cpus=1",
                                "models.1.mining.solver=none")
-    assert not needs_mining_actor(random_pairs.models[1])
+    assert mining_settings(random_pairs.models[1]) is None
     assert resources_for(random_pairs, 0.0)({"variant": {"model": siamese.name}}).bundles == [{"CPU": 2.0}]
     check_requests(random_pairs, 0.0, nodes=[{"CPU": 2.0}], node_types=[])  # fits: no actor to place

@@ -18,6 +18,7 @@ was never trained on (enrolled later): their score is put on the blended scale p
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,41 @@ from ..inference.impute import impute_columns
 from ..losses.arcface_loss import SubCenterArcFaceLoss, dynamic_margins
 from ..models.arcface_net import ArcFaceNet
 from ..models.backbones import build_backbone
-from ..registry import FAMILIES
+from ..registry import FAMILIES, MODEL_SECTIONS
 from .base import FamilyTask
+
+
+@MODEL_SECTIONS.register("arcface")
+@dataclass(frozen=True)
+class ArcFaceConfig:
+    """Sub-center ArcFace with dynamic margins (the Happywhale 2022 winner's head): the ``arcface:``
+    section of an arcface model (registered as the model config section ``arcface``).
+
+    Margin of individual c with n_c training photos: ``m_c = margin_a * n_c**-margin_lambda
+    + margin_b`` (rare individuals get larger margins). ``subcenters`` K cosine centres per
+    class, the max over them is the class logit, times ``scale``.
+    """
+
+    scale: float = 30.0
+    subcenters: int = 3
+    margin_a: float = 0.45
+    margin_lambda: float = 0.25
+    margin_b: float = 0.05
+    gem_p: float = 3.0               # GeM pooling exponent (learned)
+    head_lr_mult: float = 10.0       # the head learns this much faster than the backbone
+    warmup_epochs: int = 1           # linear LR warm-up, then cosine decay over the rest of the run
+    min_lr_ratio: float = 0.05       # cosine decays to lr × this
+    knn_weight: float = 0.5          # class score = (1-w)·head cosine + w·best gallery cosine
+    imprint: bool = True             # start each class centre at its mean embedding (weight imprinting)
 
 
 @FAMILIES.register("arcface")
 class ArcFaceTask(FamilyTask):
+    SECTIONS = ("arcface",)
+    MODEL_FIELDS = ("batch_size", "embedding_dim")
+    ENROLLED_NOTE = ("the arcface head likewise knows only its training individuals: enrolled ones are "
+                     "scored by its k-NN part alone, ranked the same way")
+
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
         cfg, a = model_cfg, model_cfg.arcface

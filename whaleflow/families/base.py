@@ -52,6 +52,15 @@ class FamilyTask(ScoringMixin, ModelTask):
     """Shared plumbing; subclasses build the model and write the loss and scoring
     (:class:`~whaleflow.families.scoring_mixin.ScoringMixin` supplies the scoring around them)."""
 
+    #: the model config sections this family reads (names in :data:`whaleflow.registry.MODEL_SECTIONS`)
+    SECTIONS: tuple[str, ...] = ()
+    #: the :class:`ModelConfig` fields only this family (among the families) reads; with
+    #: :attr:`SECTIONS`, what of a model other than the shared fields goes into its trials' fingerprint
+    MODEL_FIELDS: tuple[str, ...] = ()
+    #: what the identify review page says of how this family scores individuals enrolled after training
+    #: (None: nothing to say, its gallery holds them like any other)
+    ENROLLED_NOTE: str | None = None
+
     def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *,
                  quiet: bool = True, cpus: float | None = None):
         from ..data.loader import resolve_workers
@@ -94,13 +103,6 @@ class FamilyTask(ScoringMixin, ModelTask):
     # ------------------------------------------------------------------ inference alone
     #: the attributes holding the networks inference runs: the keys of :meth:`model_state` it loads
     INFERENCE_PARTS: tuple[str, ...] = ("model",)
-
-    @classmethod
-    def needs_mining_actor(cls, model_cfg: ModelConfig) -> bool:
-        """Whether a trial of ``model_cfg`` mines hard examples through a mining service (on Ray a
-        MiningActor in its own bundle, :mod:`ray_jobs.resources`): no, unless the family says so.
-        The family answers, so the Ray layer never names one."""
-        return False
 
     @classmethod
     def for_inference(cls, model_cfg: ModelConfig, classes, predict_cfg: PredictConfig, *,

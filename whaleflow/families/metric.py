@@ -24,6 +24,9 @@ from .base import FamilyTask
 
 @FAMILIES.register("metric")
 class MetricTask(FamilyTask):
+    SECTIONS = ("margin",)
+    MODEL_FIELDS = ("embedding_dim", "p_individuals", "k_images", "lr_step_epochs", "lr_gamma")
+
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
         from ..data.samplers import PKSampler

@@ -41,10 +41,8 @@ ROUND_STATS = ("mining_neg_score", "mining_pos_score", "mining_neg_easy", "minin
 
 @FAMILIES.register("siamese")
 class SiameseTask(FamilyTask):
-    @classmethod
-    def needs_mining_actor(cls, model_cfg) -> bool:
-        """Mining trials stream score rows to a mining service; ``solver: none`` trains on random pairs only."""
-        return mining_enabled(model_cfg.mining)
+    SECTIONS = ("mining",)
+    MODEL_FIELDS = ("head_layers", "batch_size", "plateau_patience", "plateau_factor")
 
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, *, mining_client=None, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)

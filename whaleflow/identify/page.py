@@ -170,9 +170,7 @@ def fallback_note(run) -> str:
                      "individual enrolled later the blend uses the other models (their k-NN galleries and "
                      "centroids), with their weights renormalised, and ranks it among the trained "
                      "individuals where that evidence alone would rank it")
-    if any(f.family == "arcface" for f in run.families):
-        parts.append("the arcface head likewise knows only its training individuals: enrolled ones are "
-                     "scored by its k-NN part alone, ranked the same way")
+    parts += sorted({f.task.ENROLLED_NOTE for f in run.families if getattr(f.task, "ENROLLED_NOTE", None)})
     return ("Enrolled individuals: " + "; ".join(parts) + ".") if parts else ""
 
 

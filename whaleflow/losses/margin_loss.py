@@ -22,17 +22,34 @@ no triplets gives a zero loss that still backpropagates (zero gradients).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MarginConfig
-from ..registry import LOSSES
+from ..registry import LOSSES, MODEL_SECTIONS
 from .base_loss import BaseEmbeddingLoss, check_embeddings_and_labels, check_scalar_loss
 from .base_sampler import BaseTupleSampler, check_triplets
 from .distance_weighted_sampler import DistanceWeightedSampler
 
-__all__ = ["MarginLoss", "build_margin_loss"]
+__all__ = ["MarginConfig", "MarginLoss", "build_margin_loss"]
+
+
+@MODEL_SECTIONS.register("margin")
+@dataclass(frozen=True)
+class MarginConfig:
+    """The ``margin:`` section of a metric model: :class:`MarginLoss` and its distance-weighted sampler
+    (registered as the model config section ``margin``, :data:`whaleflow.registry.MODEL_SECTIONS`)."""
+
+    margin: float = 0.2
+    beta_init: float = 1.2
+    beta_lr: float = 0.01
+    nu: float = 0.0
+    per_class_beta: bool = True
+    cutoff: float = 0.5
+    nonzero_loss_cutoff: float = 1.4
+
 
 # Added under the square root so the distance has a finite gradient when a == p.
 _DIST_EPS = 1e-8

@@ -13,13 +13,14 @@
   which epochs mine (warm-up, every K, never on a stage change); :mod:`.exclusion` —
   which images may be negatives of each other (individuals merged through
   near-duplicate groups); :mod:`.miner` — ``LapMiner``, the object the trainer
-  calls, and ``build_miner(cfg.mining)``.
+  calls, and ``build_miner(cfg.mining)``; :mod:`.mining_config` — the ``mining:`` section itself.
 """
 from .candidate_lap import hard_negatives_from_candidates, hard_positives_from_candidates
 from .candidates import PairCandidates, score_candidates
 from .dense import NO_PARTNER, hard_negatives, hard_positives
 from .knn import knn_other
 from .exclusion import negative_codes, virtual_codes
+from .mining_config import MiningConfig  # registers the model config section "mining"
 from .miner import LapMiner, MinedPairs, build_miner, mining_enabled, mining_noise
 from .noise import NoiseSchedule
 from .schedule import MiningSchedule
@@ -30,6 +31,7 @@ __all__ = [
     "NO_PARTNER",
     "LapMiner",
     "MinedPairs",
+    "MiningConfig",
     "MiningSchedule",
     "NoiseSchedule",
     "PairCandidates",

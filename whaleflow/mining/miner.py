@@ -34,9 +34,9 @@ from typing import Callable, Union
 import numpy as np
 import torch
 
-from ..config import MiningConfig
 from ..errors import ConfigError
 from ..registry import MINERS
+from .mining_config import MiningConfig
 from .candidate_lap import CandidateLookup, hard_negatives_from_candidates, hard_positives_from_candidates
 from .candidates import PairCandidates
 from .dense import as_rng, check_square, hard_negatives, hard_positives, label_codes
