@@ -64,7 +64,7 @@ train: {{seed: 0, device: cpu, eval_every: 1}}
 predict: {{flip_tta: true, store_topk_above: 200}}
 models:
   - {{name: siamese_tiny, family: siamese, backbone: wf_compactnet, head_layers: [32, 16], batch_size: 64,
-     augment: siamese, mining: {{solver: sparse, start: 0, every: 2, k: 50}},
+     augment: siamese, mining: {{solver: sparse, start: 0, every: 2, k: 50, prefilter: 200}},
      stages: [{{size: 32, epochs: 2, lr: 0.001}}]}}
   - {{name: metric_tiny, family: metric, backbone: wf_compactnet, embedding_dim: 64, batch_size: 64,
      p_individuals: 16, k_images: 4, augment: metric, stages: [{{size: 32, epochs: 1, lr: 0.001}}]}}

@@ -139,3 +139,13 @@ def test_prefilter_scores_linearly_and_is_exact_when_it_holds_everything():
     again = score_candidates(f, head, k=4, neg_labels=labels, labels=labels, noise=2.0, seed=3, prefilter=m)
     np.testing.assert_array_equal(noisy.idx, again.idx)
     assert np.abs(noisy.val.astype(np.float32) - noisy.clean.astype(np.float32)).max() > 0.3
+
+
+def test_prefilter_below_k_is_a_config_error_and_off_by_default():
+    from whaleflow.errors import ConfigError
+    from whaleflow.mining.mining_config import MiningConfig
+
+    assert MiningConfig().prefilter == 0  # off: it cost validation MAP@5 in the ablation (see MiningConfig)
+    MiningConfig(k=50, prefilter=200)
+    with pytest.raises(ConfigError, match="prefilter 10 is below mining k 50"):
+        MiningConfig(k=50, prefilter=10)
