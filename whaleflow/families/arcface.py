@@ -73,6 +73,7 @@ class ArcFaceTask(FamilyTask):
         self.head.weight.copy_((centres[:, None, :] + noise).reshape(-1, centres.shape[1]))
 
     INFERENCE_PARTS = ("model", "head")
+    CLOSED_SET_HEAD = True
 
     def build_networks(self, *, load_weights: bool = True, counts: np.ndarray | None = None) -> None:
         """The embedding net and the cosine head (a class, then its mirror class with flips);

@@ -94,6 +94,9 @@ class FamilyTask(ScoringMixin, ModelTask):
     # ------------------------------------------------------------------ inference alone
     #: the attributes holding the networks inference runs: the keys of :meth:`model_state` it loads
     INFERENCE_PARTS: tuple[str, ...] = ("model",)
+    #: whether the family scores through a classification head over its training individuals, which
+    #: cannot score an individual enrolled after training (the identify page says so)
+    CLOSED_SET_HEAD: bool = False
 
     @classmethod
     def needs_mining_actor(cls, model_cfg: ModelConfig) -> bool:
