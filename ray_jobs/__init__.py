@@ -1,6 +1,7 @@
 """The Ray layer: the only place whaleflow touches Ray.
 
 * :mod:`.pipeline` — ``run_ray`` / ``run_tune`` / ``run_ensemble_job`` and the Ray session;
+* :mod:`.ray_executor` — how ``whaleflow.pipeline.run_pipeline``'s steps run on Ray;
 * :mod:`.tuner` — the Tune experiment (one trial per model variant), resume, resources;
 * :mod:`.search_space` — each model's ``search:`` YAML → Tune domains, trial names;
 * :mod:`.variant_searcher`, :mod:`.per_model_asha` — Optuna and ASHA, one per model;

@@ -145,15 +145,9 @@ def cmd_tune(args) -> int:
 def cmd_ensemble(args) -> int:
     cfg = _config(args)
     if args.local:
-        import time
+        from whaleflow.pipeline import ENSEMBLE_STEPS, run_local
 
-        from whaleflow.pipeline import ensemble_in_store, finalize, load_run_prepared
-
-        t0 = time.time()
-        prepared = load_run_prepared(cfg)
-        dups = prepared.test_duplicates if cfg.predict.use_duplicates else None
-        ensemble = ensemble_in_store(cfg, progress=not cfg.output.quiet, test_duplicates=dups)
-        finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=not cfg.output.quiet)
+        run_local(cfg, steps=ENSEMBLE_STEPS, progress=not cfg.output.quiet)
     else:
         from .pipeline import run_ensemble_job
 

@@ -1,7 +1,8 @@
-"""``whaleflow run``/``tune``/``ensemble`` on Ray: prepare → Tune experiment → ensemble task.
+"""``whaleflow run``/``tune``/``ensemble`` on Ray: the Ray session and the commands' entry points.
 
-The same steps as ``whaleflow.pipeline.run_local``, with the models trained as one
-Tune experiment and the ensemble as a Ray task; both end in ``finalize``.
+The steps are :func:`whaleflow.pipeline.run_pipeline`'s, the same as ``run_local``'s; these
+entry points run them (or some of them) with :class:`~ray_jobs.ray_executor.RayExecutor`: the
+models as one Tune experiment, the ensemble as a Ray task; a run ends in ``finalize``.
 
 Ray is started only inside :func:`ray_session`, never at import: with no
 ``ray.address`` a local Ray with this machine's GPUs (trials queue for them) and a
@@ -18,12 +19,12 @@ import dataclasses
 import logging
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from whaleflow.config import Config
 from whaleflow.errors import WhaleflowError
+from whaleflow.pipeline import ENSEMBLE_STEPS, STEPS, TRAIN_STEPS
 from whaleflow.storage import is_uri
 
 #: the local object store: enough for mining row blocks in flight, far below Ray's 30 % of RAM
@@ -122,94 +123,31 @@ def preflight(cfg: Config) -> None:
     check_shared_storage(cfg)
 
 
-def _prepared(cfg: Config, progress: bool):
-    """Prepare the data (reused when unchanged) and hand back the opened folder."""
-    from whaleflow.pipeline import run_prepare
-
-    return run_prepare(cfg, progress=progress)
-
-
-def _duplicates(cfg: Config, prepared) -> dict | None:
-    return getattr(prepared, "test_duplicates", None) if cfg.predict.use_duplicates else None
-
-
 def run_tune(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """``whaleflow tune``: prepare if needed, then train every model variant as one Tune experiment."""
-    from whaleflow.pipeline import start_run
-
-    from .tuner import run_experiment
-
-    cfg = absolute(start_run(cfg, progress=progress))
-    with ray_session(cfg, progress=progress):
-        preflight(cfg)
-        _prepared(cfg, progress)
-        return run_experiment(cfg, resume=resume, progress=progress)
+    return _run(cfg, TRAIN_STEPS, resume=resume, progress=progress).trained
 
 
 def run_ensemble_job(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
-    """``whaleflow ensemble``: blend a run's finished trials in a Ray task, then write summary.json."""
-    from whaleflow.pipeline import finalize, load_run_prepared, start_run
-    from whaleflow.storage import RunStore
-
-    from .ensemble_driver import run_ensemble_task
-    from .shared_storage import check_shared_storage
-
-    cfg = absolute(start_run(cfg, progress=progress))
-    prepared = load_run_prepared(cfg) if RunStore.for_config(cfg).exists("prepared/summary.json") else None
-    t0 = time.time()
-    with ray_session(cfg, progress=progress):
-        check_shared_storage(cfg)
-        ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
-    if prepared is None:
-        return ensemble
-    return finalize(cfg, prepared, ensemble, {"ensemble_s": time.time() - t0}, progress=progress)
+    """``whaleflow ensemble``: blend a run's finished trials in a Ray task, then write summary.json
+    (the ensemble summary alone when the run folder holds no ``prepared/``)."""
+    run = _run(cfg, ENSEMBLE_STEPS, progress=progress)
+    return run.summary if run.summary is not None else run.ensemble
 
 
 def run_ray(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-    """``whaleflow run``: prepare → Tune experiment → ensemble task → submission and summary."""
-    from whaleflow.pipeline import finalize, start_run
+    """``whaleflow run``: prepare → Tune experiment → final fits → ensemble task → rounds →
+    submission and summary (the summary also carries the Tune summary, under ``tune``)."""
+    run = _run(cfg, STEPS, resume=resume, progress=progress)
+    tuned = dict(run.trained or {})
+    if run.final is not None:
+        tuned["final"] = run.final
+    return {**run.summary, "tune": tuned}
 
-    from .ensemble_driver import run_ensemble_task
-    from .tuner import run_experiment
 
-    timings: dict[str, float] = {}
-    t0 = time.time()
-    cfg = absolute(start_run(cfg, progress=progress))
-    with ray_session(cfg, progress=progress):
-        preflight(cfg)
-        prepared = _prepared(cfg, progress)
-        timings["prepare_s"] = time.time() - t0
-        t = time.time()
-        tuned = run_experiment(cfg, resume=resume, progress=progress)
-        timings["tune_s"] = time.time() - t
-        if cfg.train.final_fit:
-            from .final_fit import run_final_experiment
-            from .tuner import gpus_for_trials
+def _run(cfg: Config, steps, *, resume: bool = True, progress: bool = True):
+    from whaleflow.pipeline import run_pipeline
 
-            t = time.time()
-            tuned["final"] = run_final_experiment(cfg, gpus_for_trials(cfg), progress=progress)
-            timings["final_fit_s"] = time.time() - t
-        t = time.time()
-        ensemble = run_ensemble_task(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
-        timings["ensemble_s"] = time.time() - t
-        if cfg.pseudo_label.rounds:
-            from whaleflow.pseudo_label import run_rounds
+    from .ray_executor import RayExecutor
 
-            def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
-                # a round's trials are one more Tune experiment in the round folder (they read the
-                # round's pseudo-labels), then the round's own ensemble task
-                run_experiment(cfg_r, resume=resume, progress=progress)
-                if cfg_r.train.final_fit:
-                    from .final_fit import run_final_experiment
-                    from .tuner import gpus_for_trials
-
-                    run_final_experiment(cfg_r, gpus_for_trials(cfg_r), progress=progress)
-                return run_ensemble_task(cfg_r, progress=progress, test_duplicates=_duplicates(cfg, prepared))
-
-            t = time.time()
-            ensemble = run_rounds(cfg, ensemble, train_round, progress=progress)
-            timings["pseudo_rounds_s"] = time.time() - t
-    timings["total_s"] = time.time() - t0
-    summary = finalize(cfg, prepared, ensemble, timings, progress=progress)
-    summary["tune"] = tuned
-    return summary
+    return run_pipeline(cfg, RayExecutor(), steps=steps, resume=resume, progress=progress)

@@ -17,8 +17,8 @@ epochs its validated run had chosen, and predicted the test set with that fit. H
   final fit, with a normaliser fitted on that fit's own scores, and keeps the
   validated trial's validation scores for the weights and the threshold.
 
-On Ray each final fit is one more trial (``ray_jobs.final_fit``); locally it follows
-its validated model.
+On Ray each final fit is one more trial (``ray_jobs.final_fit``); locally the final fits
+follow once every model has trained (:class:`~whaleflow.local_executor.LocalExecutor`).
 """
 from __future__ import annotations
 

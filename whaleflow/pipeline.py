@@ -1,8 +1,11 @@
-"""The whole job on one machine without Ray: data → prepare → train each model → ensemble.
+"""The steps of a run, written once: prepare → train → final fit → ensemble → pseudo-label rounds → finalize.
 
-``ray_jobs.pipeline`` runs the same steps with trials on a Ray cluster; both end in
-:func:`whaleflow.finalize.finalize`, which scores the submission against ``answers.csv`` when the data
-folder has one (synthetic sets do) and writes ``summary.json``.
+:func:`run_pipeline` sequences them; an executor (:mod:`whaleflow.executor`) runs the steps that
+train or blend: :class:`~whaleflow.local_executor.LocalExecutor` in this process
+(:func:`run_local`, ``--local``), ``ray_jobs.ray_executor.RayExecutor`` on a Ray cluster
+(``ray_jobs.pipeline``). Every run ends in :func:`whaleflow.finalize.finalize`, which scores
+the submission against ``answers.csv`` when the data folder has one (synthetic sets do) and
+writes ``summary.json``.
 
 ``output.dir`` may be a URI (``s3://…``, ``gs://…``): every step then works in this
 machine's copy of the run folder (:class:`~whaleflow.storage.RunStore`), pulling what it
@@ -13,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .auto_size import resolve_auto_sizes
 from .config import Config, ConfigError, dump_config
@@ -27,6 +31,9 @@ from .finalize import (  # noqa: F401  (complete_submission … write_report: re
     print_summary,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 #: what the ensemble writes into the run folder (pushed as a whole when the run folder is a URI)
 ENSEMBLE_OUTPUTS = ("ensemble", "submission.csv", "trials/classifier")
@@ -131,50 +138,95 @@ def ensemble_in_store(cfg: Config, *, progress: bool = True, test_duplicates=Non
             store.push(rel)
 
 
-def run_local(cfg: Config, *, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Every step in this process, models one after another."""
-    timings: dict[str, float] = {}
+#: the steps of a run, in order (``steps=`` of :func:`run_pipeline` picks some)
+STEPS = ("prepare", "train", "final_fit", "ensemble", "pseudo_rounds", "finalize")
+#: ``whaleflow tune``: the data prepared and the models trained, nothing blended
+TRAIN_STEPS = ("prepare", "train")
+#: ``whaleflow ensemble``: a run's finished trials blended again (its ``prepared/`` read when there)
+ENSEMBLE_STEPS = ("ensemble", "finalize")
+
+
+@dataclass
+class PipelineRun:
+    """What :func:`run_pipeline` did: the resolved config, the prepared data (None when the
+    steps neither prepared it nor found it), the timings and each step's outcome."""
+
+    cfg: Config
+    prepared: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    trained: dict[str, Any] | None = None     # the executor's record of the training (Ray: the Tune summary)
+    final: dict[str, Any] | None = None       # … and of the final fits
+    ensemble: dict[str, Any] | None = None    # the ensemble summary (round 0's, with ``pseudo_rounds``)
+    summary: dict[str, Any] | None = None     # what ``finalize`` wrote to summary.json
+
+
+def run_pipeline(cfg: Config, executor: Executor, *, steps: Sequence[str] = STEPS, resume: bool = True,
+                 progress: bool = True) -> PipelineRun:
+    """Run ``steps`` (in :data:`STEPS` order) of the run ``cfg`` describes, each training or
+    blending step by ``executor``. Every step continues what the run folder holds: prepare reuses
+    an unchanged ``prepared/``, training and final fits skip finished trials and resume
+    unfinished ones, the ensemble continues its Optuna study, a round reuses its folder while its
+    labels are unchanged. ``finalize`` (and ``total_s``) when the run prepared or found its data."""
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown pipeline steps {unknown}; the steps are {STEPS}")
     t0 = time.time()
-    cfg = start_run(cfg, progress=progress)
-    prepared = run_prepare(cfg, progress=progress)
-    timings["prepare_s"] = time.time() - t0
-    for model_cfg in cfg.models:
-        t = time.time()
-        train_in_store(cfg, model_cfg, prepared, model_cfg.name, resume=resume, progress=progress)
-        timings[f"train_{model_cfg.name}_s"] = time.time() - t
-        if cfg.train.final_fit:
-            from .final_fit import final_dir, train_final
-
+    run = PipelineRun(executor.start(cfg, progress=progress))
+    cfg, timings = run.cfg, run.timings
+    with executor.session(cfg, progress=progress):
+        executor.preflight(cfg, steps)
+        if "prepare" in steps:
+            run.prepared = run_prepare(cfg, progress=progress)
+            timings["prepare_s"] = time.time() - t0
+        elif RunStore.for_config(cfg).exists("prepared/summary.json"):
+            run.prepared = load_run_prepared(cfg)
+        if "train" in steps:
+            run.trained = executor.train(cfg, run.prepared, timings, resume=resume, progress=progress)
+        if "final_fit" in steps and cfg.train.final_fit:
+            run.final = executor.final_fit(cfg, run.prepared, timings, progress=progress)
+        dups = _duplicates(cfg, run.prepared)
+        if "ensemble" in steps:
             t = time.time()
-            run_dir = RunStore.for_config(cfg).local
-            train_final(cfg, model_cfg, prepared, run_dir / "trials" / model_cfg.name,
-                        final_dir(run_dir, model_cfg.name), progress=progress)
-            timings[f"final_{model_cfg.name}_s"] = time.time() - t
-    t = time.time()
-    ensemble = ensemble_in_store(cfg, progress=progress, test_duplicates=_duplicates(cfg, prepared))
-    timings["ensemble_s"] = time.time() - t
-    if cfg.pseudo_label.rounds:
-        from .pseudo_label import run_rounds, with_pseudo_labels
+            run.ensemble = executor.ensemble(cfg, test_duplicates=dups, progress=progress)
+            timings["ensemble_s"] = time.time() - t
+        if "pseudo_rounds" in steps and cfg.pseudo_label.rounds and run.ensemble is not None:
+            t = time.time()
+            run.ensemble = _pseudo_rounds(run, executor, dups, resume=resume, progress=progress)
+            timings["pseudo_rounds_s"] = time.time() - t
+    if "finalize" in steps and run.prepared is not None and run.ensemble is not None:
+        if "prepare" in steps:
+            timings["total_s"] = time.time() - t0
+        run.summary = finalize(cfg, run.prepared, run.ensemble, timings, progress=progress)
+    return run
 
-        def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
-            from .ensemble import run_ensemble
 
-            view = with_pseudo_labels(prepared, rdir / "pseudo_labels.csv")
-            for m in cfg_r.models:
-                train_in_store(cfg_r, m, view, m.name, resume=resume, progress=progress)
-                if cfg_r.train.final_fit:
-                    from .final_fit import final_dir, train_final
+def _pseudo_rounds(run: PipelineRun, executor: Executor, dups, *, resume: bool, progress: bool) -> dict[str, Any]:
+    """The pseudo-labelling rounds (:func:`~whaleflow.pseudo_label.run_rounds`): each round trains,
+    final-fits and blends like the run itself, in its round folder, on the prepared data plus its
+    pseudo-labels."""
+    from .pseudo_label import run_rounds, with_pseudo_labels
 
-                    train_final(cfg_r, m, view, rdir / "trials" / m.name, final_dir(rdir, m.name), progress=progress)
-            return run_ensemble(cfg_r, rdir, progress=progress, test_duplicates=_duplicates(cfg, prepared),
-                                layout=prepared.layout)
+    def train_round(cfg_r: Config, rdir: Path) -> dict[str, Any]:
+        view = with_pseudo_labels(run.prepared, rdir / "pseudo_labels.csv")
+        executor.train(cfg_r, view, {}, resume=resume, progress=progress)
+        if cfg_r.train.final_fit:
+            executor.final_fit(cfg_r, view, {}, progress=progress)
+        return executor.ensemble(cfg_r, test_duplicates=dups, progress=progress)
 
-        t = time.time()
-        ensemble = run_rounds(cfg, ensemble, train_round, progress=progress)
-        timings["pseudo_rounds_s"] = time.time() - t
-    timings["total_s"] = time.time() - t0
-    return finalize(cfg, prepared, ensemble, timings, progress=progress)
+    return run_rounds(run.cfg, run.ensemble, train_round, progress=progress)
+
+
+def run_local(cfg: Config, *, steps: Sequence[str] = STEPS, resume: bool = True,
+              progress: bool = True) -> dict[str, Any] | None:
+    """``steps`` (all by default) in this process, models one after another
+    (:class:`~whaleflow.local_executor.LocalExecutor`); the run's summary (the ensemble summary
+    when nothing was finalized)."""
+    from .local_executor import LocalExecutor
+
+    run = run_pipeline(cfg, LocalExecutor(), steps=steps, resume=resume, progress=progress)
+    return run.summary if run.summary is not None else run.ensemble
 
 
 def _duplicates(cfg: Config, prepared) -> dict[str, list[str]] | None:
+    """The test photos' near-duplicate labels the submission puts first (``predict.use_duplicates``)."""
     return getattr(prepared, "test_duplicates", None) if cfg.predict.use_duplicates else None

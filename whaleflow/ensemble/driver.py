@@ -31,7 +31,7 @@ from ..config import Config
 from ..identify.run_calibration import fit_run_calibration
 from ..io import write_csv, write_json
 from ..submission import write_submission
-from .ensemble_record import ensemble_summary, weights_record
+from .ensemble_record import ensemble_summary, save_blend
 from .fitted_blend import FittedBlend
 from .estimate_range import EstimateEvidence, model_bins, range_note, run_estimate
 from .gallery_mix import GalleryMix, mix_text, run_gallery_mix
@@ -206,7 +206,7 @@ def run_ensemble(
     layout = layout or data_layout(run_dir)
     submission = submit(cfg, run_dir, s, test, test_duplicates, layout, notes)
     summary = ensemble_summary(cfg, s, tb, val, test, est, per_bin, layout=layout, submission=submission, notes=notes)
-    write_json(ens_dir / "weights.json", weights_record(cfg, s, tb, test))
+    save_blend(run_dir, cfg, s, tb, test)
     write_json(ens_dir / "summary.json", summary)
     fit_run_calibration(run_dir, seed=cfg.ensemble.seed)  # p_correct for identify, from this blend's validation
     return summary

@@ -1,20 +1,23 @@
 """What an ensemble run records: ``ensemble/summary.json`` (the dict ``run_ensemble`` returns,
 read by the pipeline's summary, the report and pseudo-labelling) and ``ensemble/weights.json``
-(everything needed to apply the same blend again: weights, thresholds, normalisers)."""
+(everything needed to apply the same blend again: weights, thresholds, normalisers; written by
+:meth:`~.fitted_blend.FittedBlend.save`)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..inference.new_prior import new_first_share
 from .classifier_model import CLASSIFIER_NAME
+from .fitted_blend import FittedBlend
 
 if TYPE_CHECKING:
     from .driver import BlendedQueries, TunedBlend
     from .model_scores import ModelScores
 
-__all__ = ["ensemble_summary", "weights_record"]
+__all__ = ["ensemble_summary", "save_blend"]
 
 
 def _threshold_rule(cfg: Config) -> str:
@@ -71,17 +74,15 @@ def ensemble_summary(cfg: Config, s: ModelScores, tb: TunedBlend, val: BlendedQu
     }
 
 
-def weights_record(cfg: Config, s: ModelScores, tb: TunedBlend, test: BlendedQueries) -> dict:
-    """``weights.json``: the blend as fitted (weights, thresholds, both sets of normalisers, the
-    models whose test scores come from their final fit) and how it was tuned."""
+def save_blend(run_dir: Path, cfg: Config, s: ModelScores, tb: TunedBlend, test: BlendedQueries) -> Path:
+    """``weights.json`` through :meth:`FittedBlend.save`: the blend as fitted (weights, thresholds,
+    both sets of normalisers, the models whose test scores come from their final fit) and how it
+    was tuned."""
     tuning, outer, names = tb.tuning, tb.outer, s.names
-    return {
-        "models": names,
-        "weights": tuning.weights,
-        "threshold": tb.threshold,
-        "test_threshold": test.threshold,
-        "new_prior": cfg.predict.new_prior,
-        "threshold_scale": "normalised blend (see normalizers)",
+    val_side = FittedBlend(names, tuning.weights, s.norms, tb.threshold, cfg.predict.new_prior,
+                           tuple(sorted(s.refit - {CLASSIFIER_NAME})))
+    test_side = dataclasses.replace(val_side, normalizers=s.test_norms, threshold=test.threshold)
+    return val_side.save(run_dir, test_side, tuning={
         "val_map5": tuning.val_map5,
         "cv_map5": tuning.cv_map5,
         "expected_test_map5": outer.map5 if outer else None,
@@ -91,7 +92,4 @@ def weights_record(cfg: Config, s: ModelScores, tb: TunedBlend, test: BlendedQue
         "seed": cfg.ensemble.seed,
         "study": tuning.study_name,
         "optuna_trials": tuning.n_trials,
-        "normalizers": {n: s.norms[n].to_dict() for n in names},
-        "test_normalizers": {n: s.test_norms[n].to_dict() for n in names},
-        "final_fit": sorted(s.refit - {CLASSIFIER_NAME}),
-    }
+    })

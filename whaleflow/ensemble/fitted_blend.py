@@ -8,8 +8,10 @@ class, or each query's candidate classes when a file is top-K), then
 :meth:`FittedBlend.predict_aligned` blends them with the weights and inserts new_whale at the
 threshold. The ensemble driver fits the blend (:mod:`.tune`), predicts its validation and
 test queries with ``predict_aligned`` on the matrices it already built for tuning, and writes
-the blend into ``ensemble/weights.json`` (:mod:`.ensemble_record`); ``identify`` reads it back
-(:meth:`FittedBlend.from_record`, the test side) and predicts new photos with ``predict``.
+the blend into ``ensemble/weights.json`` (:data:`WEIGHTS_FILE`, :meth:`FittedBlend.save`: the
+validation side, the test side's normalisers and threshold, how it was tuned); ``identify``
+reads it back (:meth:`FittedBlend.load`, the test side for new photos, the validation side for
+the run's calibration) and predicts new photos with ``predict``. Nothing else parses the file.
 
 Two choices belong to the caller, not the blend: ``prior_on_queries`` (the threshold follows
 ``predict.new_prior`` on the queries at hand, as the ensemble does for each query set; a
@@ -20,8 +22,10 @@ scale, :func:`blend_with_coverage`; the ensemble gives it that model's row minim
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,7 +37,10 @@ from .blend import blend_matrices, normalize_weights
 from .normalize import ScoreNormalizer
 from .score_space import ScoreSpace, build_space
 
-__all__ = ["BlendPrediction", "FittedBlend", "blend_with_coverage"]
+__all__ = ["BlendPrediction", "FittedBlend", "WEIGHTS_FILE", "blend_with_coverage"]
+
+#: where a run folder keeps its fitted blend
+WEIGHTS_FILE = Path("ensemble") / "weights.json"
 
 
 @dataclass
@@ -49,13 +56,35 @@ class BlendPrediction:
 
 @dataclass
 class FittedBlend:
-    """The models' weights and normalisers and the new_whale threshold, in ``names`` order."""
+    """The models' weights and normalisers and the new_whale threshold, in ``names`` order
+    (``final_fit``: the models whose test-side scores come from their final fit)."""
 
     names: list[str]
     weights: dict[str, float]
     normalizers: dict[str, ScoreNormalizer]
     threshold: float
     new_prior: float | None = None
+    final_fit: tuple[str, ...] = ()
+
+    def to_record(self, test: "FittedBlend | None" = None, *, tuning: Mapping[str, Any] | None = None) -> dict:
+        """What ``weights.json`` holds: this blend as the validation side, ``test``'s normalisers and
+        threshold as the test side (``test`` defaults to this blend), and ``tuning`` (how the blend
+        was tuned: scores, folds, study) between them, for people reading the file."""
+        test = self if test is None else test
+        if list(test.names) != list(self.names) or test.weights != self.weights:
+            raise ValueError("the test side of a fitted blend must have the validation side's models and weights")
+        return {
+            "models": list(self.names),
+            "weights": self.weights,
+            "threshold": self.threshold,
+            "test_threshold": test.threshold,
+            "new_prior": self.new_prior,
+            "threshold_scale": "normalised blend (see normalizers)",
+            **(tuning or {}),
+            "normalizers": {n: self.normalizers[n].to_dict() for n in self.names},
+            "test_normalizers": {n: test.normalizers[n].to_dict() for n in self.names},
+            "final_fit": list(self.final_fit),
+        }
 
     @classmethod
     def from_record(cls, record: dict, side: str = "test") -> "FittedBlend":
@@ -68,7 +97,34 @@ class FittedBlend:
         norms = (record.get("test_normalizers") if side == "test" else None) or record["normalizers"]
         threshold = record.get("test_threshold", record["threshold"]) if side == "test" else record["threshold"]
         return cls(names, {n: float(record["weights"][n]) for n in names},
-                   {n: ScoreNormalizer.from_dict(norms[n]) for n in names}, float(threshold), record.get("new_prior"))
+                   {n: ScoreNormalizer.from_dict(norms[n]) for n in names}, float(threshold), record.get("new_prior"),
+                   tuple(str(n) for n in record.get("final_fit") or ()))
+
+    def save(self, run_dir: str | Path, test: "FittedBlend | None" = None, *,
+             tuning: Mapping[str, Any] | None = None) -> Path:
+        """Write :meth:`to_record` to ``run_dir``'s :data:`WEIGHTS_FILE`; returns its path."""
+        from ..io import write_json
+
+        path = Path(run_dir) / WEIGHTS_FILE
+        write_json(path, self.to_record(test, tuning=tuning))
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path, side: str = "test", *, fix: str) -> "FittedBlend":
+        """The fitted blend of a run folder (``side`` as in :meth:`from_record`). A missing,
+        unreadable or incomplete file is a :class:`~whaleflow.errors.DataError` naming it and ``fix``."""
+        from ..errors import DataError
+
+        path = Path(run_dir) / WEIGHTS_FILE
+        if not path.is_file():
+            raise DataError(f"no fitted blend ({WEIGHTS_FILE.as_posix()}).", file=path, fix=fix)
+        try:
+            return cls.from_record(json.loads(path.read_text(encoding="utf-8")), side=side)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"the fitted blend is not valid JSON ({exc}).", file=path, fix=fix) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"the fitted blend is incomplete ({type(exc).__name__}: {exc}).", file=path,
+                            fix=fix) from None
 
     def align(self, scores: Sequence[ClassScores | TopKScores], images: np.ndarray) -> tuple[ScoreSpace, list[np.ndarray]]:
         """Each model's scores (in ``names`` order) normalised and put on the blend's columns."""

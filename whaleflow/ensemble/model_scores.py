@@ -100,8 +100,8 @@ def load_model_scores(cfg: Config, run_dir: Path, trials: list[TrialArtifacts], 
     if vals[0].truth is None:
         raise DataError("validation scores carry no truth labels.", file=trials[0].path / "scores_val.npz")
     refit = _use_final_fits(run_dir, trials, tests, test_images, notes) if cfg.train.final_fit else {CLASSIFIER_NAME}
-    # local-feature scores are log counts: never read as probabilities
-    norms = {t.name: fit_normalizer(v, logit=False if t.family == "local" else None) for t, v in zip(trials, vals)}
+    # scores a trial says are never probabilities (log match counts) are never read as such
+    norms = {t.name: fit_normalizer(v, logit=None if t.probability_like else False) for t, v in zip(trials, vals)}
     test_norms = {t.name: fit_normalizer(s, logit=norms[t.name].logit) if t.name in refit and len(s.images)
                   else norms[t.name] for t, s in zip(trials, tests)}
     val_space, mats_val = build_space(vals, [norms[t.name] for t in trials], val_images)

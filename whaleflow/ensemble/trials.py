@@ -31,6 +31,13 @@ class TrialArtifacts:
     def family(self) -> str:
         return str(self.result.get("family", "unknown"))
 
+    @property
+    def probability_like(self) -> bool:
+        """Whether the trial's class scores may be probabilities (the normaliser then reads them as
+        such when they lie in [0, 1]); False when its ``result.json`` says they never are
+        (``"probability_like": false``: the local-feature verifier's log match counts)."""
+        return bool(self.result.get("probability_like", True))
+
 
 def find_trials(run_dir: str | Path, include_classifier: bool = False) -> tuple[list[TrialArtifacts], list[str]]:
     """Finished trials (``result.json`` and both score files) under ``RUN_DIR/trials``, by name.

@@ -63,8 +63,6 @@ class ArcFaceConfig:
 class ArcFaceTask(FamilyTask):
     SECTIONS = ("arcface",)
     MODEL_FIELDS = ("batch_size", "embedding_dim")
-    ENROLLED_NOTE = ("the arcface head likewise knows only its training individuals: enrolled ones are "
-                     "scored by its k-NN part alone, ranked the same way")
 
     def __init__(self, model_cfg, prepared, train_cfg, predict_cfg, **kw):
         super().__init__(model_cfg, prepared, train_cfg, predict_cfg, **kw)
@@ -103,6 +101,7 @@ class ArcFaceTask(FamilyTask):
         self.head.weight.copy_((centres[:, None, :] + noise).reshape(-1, centres.shape[1]))
 
     INFERENCE_PARTS = ("model", "head")
+    CLOSED_SET_HEAD = True
 
     def build_networks(self, *, load_weights: bool = True, counts: np.ndarray | None = None) -> None:
         """The embedding net and the cosine head (a class, then its mirror class with flips);

@@ -57,9 +57,6 @@ class FamilyTask(ScoringMixin, ModelTask):
     #: the :class:`ModelConfig` fields only this family (among the families) reads; with
     #: :attr:`SECTIONS`, what of a model other than the shared fields goes into its trials' fingerprint
     MODEL_FIELDS: tuple[str, ...] = ()
-    #: what the identify review page says of how this family scores individuals enrolled after training
-    #: (None: nothing to say, its gallery holds them like any other)
-    ENROLLED_NOTE: str | None = None
 
     def __init__(self, model_cfg: ModelConfig, prepared, train_cfg: TrainConfig, predict_cfg: PredictConfig, *,
                  quiet: bool = True, cpus: float | None = None):
@@ -103,6 +100,9 @@ class FamilyTask(ScoringMixin, ModelTask):
     # ------------------------------------------------------------------ inference alone
     #: the attributes holding the networks inference runs: the keys of :meth:`model_state` it loads
     INFERENCE_PARTS: tuple[str, ...] = ("model",)
+    #: whether the family scores through a classification head over its training individuals, which
+    #: cannot score an individual enrolled after training (the identify page says so)
+    CLOSED_SET_HEAD: bool = False
 
     @classmethod
     def for_inference(cls, model_cfg: ModelConfig, classes, predict_cfg: PredictConfig, *,

@@ -170,7 +170,10 @@ def fallback_note(run) -> str:
                      "individual enrolled later the blend uses the other models (their k-NN galleries and "
                      "centroids), with their weights renormalised, and ranks it among the trained "
                      "individuals where that evidence alone would rank it")
-    parts += sorted({f.task.ENROLLED_NOTE for f in run.families if getattr(f.task, "ENROLLED_NOTE", None)})
+    heads = sorted({f.family for f in run.families if getattr(f.task, "CLOSED_SET_HEAD", False)})
+    if heads:
+        parts.append(f"the {' and '.join(heads)} head likewise knows only its training individuals: enrolled "
+                     "ones are scored by its k-NN part alone, ranked the same way")
     return ("Enrolled individuals: " + "; ".join(parts) + ".") if parts else ""
 
 

@@ -2,7 +2,7 @@
 
 The validation blend is rebuilt exactly as the ensemble driver built it: every blended
 model's ``trials/<name>/scores_val.npz``, its validation normaliser and weight from
-``ensemble/weights.json``, the tuned threshold. So an older run, blended before
+``ensemble/weights.json`` (the fitted blend's validation side), the tuned threshold. So an older run, blended before
 calibrations existed, gets one from its own files (:func:`load_calibration` fits and
 stores it on first use); ``identify`` never needs ``prepared/``.
 
@@ -39,30 +39,24 @@ FOLDS = 5
 
 
 def validation_blend(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """(blended validation scores, truth as blend columns, threshold) of a blended run."""
-    from ..ensemble.blend import blend_matrices
-    from ..ensemble.normalize import ScoreNormalizer
-    from ..ensemble.score_space import build_space, truth_of
+    """(blended validation scores, truth as blend columns, threshold) of a blended run: the
+    validation side of its fitted blend, predicting the validation scores as the ensemble did."""
+    from ..ensemble.fitted_blend import FittedBlend
+    from ..ensemble.score_space import truth_of
     from ..inference.topk_scores import load_class_scores
 
     run_dir = Path(run_dir)
-    wpath = run_dir / "ensemble" / "weights.json"
-    if not wpath.is_file():
-        raise DataError("no tuned blend to calibrate.", file=wpath, fix="blend the run first (whaleflow ensemble).")
-    blend = json.loads(wpath.read_text(encoding="utf-8"))
-    names = [str(n) for n in blend["models"]]
-    paths = [run_dir / "trials" / n / "scores_val.npz" for n in names]
+    blend = FittedBlend.load(run_dir, side="val", fix="blend the run first (whaleflow ensemble).")
+    paths = [run_dir / "trials" / n / "scores_val.npz" for n in blend.names]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DataError("a blended model's validation scores are missing.", file=missing[0],
                         fix="calibrate on the run folder the blend was tuned in.")
     vals = [load_class_scores(p) for p in paths]
     images = np.asarray(vals[0].images).astype(str)
-    norms = [ScoreNormalizer.from_dict(blend["normalizers"][n]) for n in names]
-    space, mats = build_space(vals, norms, images)
+    space, mats = blend.align(vals, images)
     truth = space.truth_indices(truth_of(vals, images))
-    blended = blend_matrices(mats, np.array([float(blend["weights"][n]) for n in names]))
-    return blended, truth, float(blend["threshold"])
+    return blend.predict_aligned(space, mats).blended, truth, blend.threshold
 
 
 def _out_of_fold(scores: np.ndarray, truth: np.ndarray, threshold: float, folds: int, seed: int) -> np.ndarray:

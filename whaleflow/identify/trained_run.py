@@ -34,7 +34,7 @@ from ..data.dataset import CachedImages
 from ..data.run_photos import RUN_PHOTOS, read_run_photos
 from ..engine.checkpoint import CheckpointError, load_checkpoint
 from ..ensemble.classifier_model import CLASSIFIER_NAME, embedding_scaling, known_classes
-from ..ensemble.fitted_blend import FittedBlend
+from ..ensemble.fitted_blend import WEIGHTS_FILE, FittedBlend
 from ..ensemble.normalize import ScoreNormalizer
 from ..errors import DataError
 from ..local.gallery_matcher import GalleryMatcher
@@ -225,18 +225,17 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
     cfg = load_config(run_dir / "config.yaml")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device),
                               output=dataclasses.replace(cfg.output, quiet=True))
-    blend = _read_json(run_dir / "ensemble" / "weights.json", "tuned blend (ensemble/weights.json)")
-    names = [str(n) for n in blend["models"]]
+    fitted = FittedBlend.load(run_dir, side="test", fix=_FIX_EXPORT)
+    names = fitted.names
     photos = read_run_photos(run_dir)
     enrolled = Enrolled.load(run_dir)
     # under train.final_fit the blend's test scores came from the final fits (train + val):
     # new photos are scored by those models, with the normalisers and threshold of the test side
-    final = set(blend.get("final_fit") or [])
+    final = set(fitted.final_fit)
     families = [_load_family(cfg, final_dir(run_dir, n) if n in final else run_dir / "trials" / n, enrolled)
                 for n in names if n not in (CLASSIFIER_NAME, LOCAL_NAME)]
     if not families:
-        raise DataError("the blend holds no trained family model.", file=run_dir / "ensemble" / "weights.json",
-                        fix=_FIX_EXPORT)
+        raise DataError("the blend holds no trained family model.", file=run_dir / WEIGHTS_FILE, fix=_FIX_EXPORT)
     classifier = None
     if CLASSIFIER_NAME in names:
         classifier = _load_classifier(run_dir / "trials" / CLASSIFIER_NAME, run_dir)
@@ -248,7 +247,6 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> TrainedRun:
                 extra = dataclasses.replace(extra, name=VALIDATED_PREFIX + s)
             families.append(extra)  # a source with blend weight left out still feeds the classifier
         classifier.inputs = [VALIDATED_PREFIX + s if s in final else s for s in classifier.sources]
-    fitted = FittedBlend.from_record(blend, side="test")
     return TrainedRun(run_dir, cfg, photos, families, classifier, names, fitted.weights, fitted.normalizers,
                       fitted.threshold, enrolled, store,
                       _local_matcher(cfg, run_dir, photos) if LOCAL_NAME in names else None)

@@ -149,7 +149,7 @@ def build_local_trial(cfg, run_dir: str | Path, trials) -> tuple[Path, dict]:
     if res_path.is_file():
         old = json.loads(res_path.read_text())
         if old.get("key") == key:
-            return out, old
+            return out, {**old, "probability_like": False}  # also for a result written before the field
     t0 = time.perf_counter()
     vals = [load_class_scores(Path(t.path) / "scores_val.npz") for t in trials]
     tests = [load_class_scores(Path(t.path) / "scores_test.npz") for t in trials]
@@ -191,7 +191,9 @@ def build_local_trial(cfg, run_dir: str | Path, trials) -> tuple[Path, dict]:
                                above=cfg.predict.store_topk_above)
         else:
             s.save(out / f"scores_{split}.npz")
-    result = {"family": "local", "key": key, "val_map5": None, "settings": dataclasses.asdict(lc),
+    # log match counts: never read as probabilities (TrialArtifacts.probability_like)
+    result = {"family": "local", "key": key, "val_map5": None, "probability_like": False,
+              "settings": dataclasses.asdict(lc),
               "photos": len(feats), "photos_without_features": sum(1 for f in feats.values() if len(f) == 0),
               "feature_seconds": round(t1 - t0, 2), "match_seconds": round(time.perf_counter() - t1, 2)}
     write_json(res_path, result)
