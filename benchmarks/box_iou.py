@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--margin", type=float, default=None, help="the second look's margin around the first box")
     p.add_argument("--stride", type=int, default=None, help="the head's grid: 16, or 8 (finer, slower)")
     p.add_argument("--frozen-stages", type=int, default=5, help="5: the backbone frozen; 4: its stride-32 stages train")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of the listed photos kept out of the fit")
+    p.add_argument("--no-refit", action="store_true", help="keep the fit without the held-out photos")
+    p.add_argument("--heads", type=int, default=1, help="heads trained on the same features, boxes averaged")
     p.add_argument("--mirror", action="store_true", help="also score with the mirrored photo averaged in")
     args = p.parse_args(argv)
     data = make_data(args)
@@ -67,7 +70,8 @@ def main(argv=None) -> int:
     cols = ["x0", "y0", "x1", "y1"]
     model = fit_box_model(read_listed([photo_path(data, n) for n in listed["Image"]]), listed[cols].to_numpy(float),
                           canvas=tuple(int(v) for v in args.canvas.split("x")), views=args.views,
-                          epochs=args.epochs, mirror=args.mirror, frozen_stages=args.frozen_stages,
+                          epochs=args.epochs, mirror=args.mirror, frozen_stages=args.frozen_stages, heads=args.heads,
+                          holdout=args.holdout, refit=not args.no_refit,
                           **({} if args.refine_views is None else {"refine_views": args.refine_views}),
                           **({} if args.stride is None else {"stride": args.stride}),
                           **({} if args.margin is None else {"refine": RefineAugment(margin=args.margin)}))

@@ -2,6 +2,7 @@
 and a fit that learns (a bright block on noise, found far better than the whole frame)."""
 import numpy as np
 import pytest
+import torch
 
 from whaleflow.errors import DataError
 from whaleflow.locate.box_model import BoxModel
@@ -23,11 +24,15 @@ def _photos(n, seed=0, w=120, h=80):
     return images, np.array(boxes, float)
 
 
-@pytest.mark.parametrize("options", [{"refine_views": 0}, {"refine_views": 1}, {"stride": 8, "frozen_stages": 4}])
+@pytest.mark.parametrize("options", [{"refine_views": 0}, {"refine_views": 1}, {"stride": 8, "frozen_stages": 4},
+                                     {"heads": 3}, {"refit": False}])
 def test_predictions_are_inside_and_survive_save_and_load(tmp_path, options):
     images, boxes = _photos(12)
     model = fit_box_model(images, boxes, epochs=1, views=1, canvas=(64, 96), holdout=0.25, **options)
-    assert model.metrics["trained_on"] == 9 and model.metrics["held_out"] == 3
+    # measured on 3 held-out photos, then (refit, the default) fitted again on all 12
+    refit = options.get("refit", True)
+    assert model.metrics["held_out"] == 3 and model.metrics["refit"] == refit
+    assert model.metrics["trained_on"] == (12 if refit else 9) and model.metrics["held_out_iou"] is not None
     # the second look is the default; refine_views=0 turns it off
     assert (model.settings["refine"] is not None) == bool(options.get("refine_views", 6))
     pred = model.predict_pixels(images)
@@ -37,6 +42,22 @@ def test_predictions_are_inside_and_survive_save_and_load(tmp_path, options):
     again = load_boxer(tmp_path / "m.pt")
     assert isinstance(again, BoxModel) and again.metrics == model.metrics
     assert np.allclose(again.predict_pixels(images), pred, atol=1e-5)
+
+
+def test_heads_train_apart_and_their_boxes_are_averaged():
+    images, boxes = _photos(12)
+    model = fit_box_model(images, boxes, epochs=2, views=1, canvas=(64, 96), holdout=0, heads=3, refine_views=0)
+    net = model.net.eval()
+    assert model.settings["heads"] == 3 and len(net.more_heads) == 2
+    # each head learned on its own (different initial weights, own loss), so they disagree a little
+    w = [h.out.weight for h in (net.head, *net.more_heads)]
+    assert not torch.allclose(w[0], w[1]) and not torch.allclose(w[1], w[2])
+    x = torch.randn(4, 1, 64, 96)
+    with torch.inference_mode():
+        outs = net.head_outputs(net.features(x))
+        box, q = net(x)
+    assert torch.allclose(box, torch.stack([b for b, _ in outs]).mean(0), atol=1e-6)
+    assert torch.allclose(q, torch.stack([v for _, v in outs]).mean(0), atol=1e-6)
 
 
 def test_split_holdout_is_disjoint_and_seeded():

@@ -101,6 +101,6 @@ def test_boxes_refine_views_and_stride_reach_the_fitted_model(tiny_data, tmp_pat
     out2 = tmp_path / "two_looks"
     prepare(_cfg(tiny_data, out2, path), out2, progress=False)
     assert load_boxer(out2 / "box_model" / "model.pt").settings.get("refine")  # the default second look
-    for bad in ("boxes.refine_views=-1", "boxes.stride=4"):
-        with pytest.raises(ConfigError, match="refine_views must be ≥ 0 and stride 8 or 16"):
+    for bad in ("boxes.refine_views=-1", "boxes.stride=4", "boxes.heads=0"):
+        with pytest.raises(ConfigError, match="refine_views must be ≥ 0, stride 8 or 16 and heads ≥ 1"):
             load_config(None, [bad])

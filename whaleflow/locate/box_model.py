@@ -119,7 +119,7 @@ def build_net(settings: dict) -> BoxNet:
     """The network the settings describe."""
     return BoxNet(backbone=settings["backbone"], pretrained=settings["pretrained"],
                   frozen_stages=int(settings["frozen_stages"]), canvas=tuple(settings["canvas"]),
-                  stride=int(settings.get("stride", 16)))
+                  stride=int(settings.get("stride", 16)), heads=int(settings.get("heads", 1)))
 
 
 def read_model_file(path: str | Path) -> dict:

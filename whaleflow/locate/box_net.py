@@ -76,12 +76,15 @@ class BoxNet(nn.Module):
     """
 
     def __init__(self, *, backbone: str = "efficientnet_lite0", pretrained: bool | str = True,
-                 frozen_stages: int = 5, canvas: tuple[int, int] = (128, 192), width: int = 32, stride: int = 16):
+                 frozen_stages: int = 5, canvas: tuple[int, int] = (128, 192), width: int = 32, stride: int = 16,
+                 heads: int = 1):
         super().__init__()
         if frozen_stages not in (4, 5):
             raise ConfigError(f"boxes.frozen_stages must be 4 or 5, got {frozen_stages}.")
         if stride not in (8, 16):
             raise ConfigError(f"the box head's stride must be 8 or 16, got {stride}.")
+        if heads < 1:
+            raise ConfigError(f"the box model needs at least one head, got {heads}.")
         net = build_backbone(backbone, pretrained=pretrained)
         # a pretrained net's input adapter, kept as two constants (not the whole wrapped net)
         adapted = isinstance(net, InputNorm)
@@ -106,7 +109,11 @@ class BoxNet(nn.Module):
             f = self.trunk.eval()(torch.zeros(1, 1, *canvas))
             m = self.mid.eval()(f)
             g = self.tail.eval()(m)
-        self.head = CellHead(f.shape[1], g.shape[1], width, mid=m.shape[1] if stride == 8 else 0)
+        make = lambda: CellHead(f.shape[1], g.shape[1], width, mid=m.shape[1] if stride == 8 else 0)  # noqa: E731
+        self.head = make()
+        # more heads on the same frozen features, each trained on its own: their boxes are averaged
+        # (a head costs little next to the features, and a few hundred photos leave each one noisy)
+        self.more_heads = nn.ModuleList(make() for _ in range(heads - 1))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -123,11 +130,19 @@ class BoxNet(nn.Module):
         maps = (f, self.mid(f)) if self.stride == 8 else (f,)
         return (*maps, self.tail(maps[-1])) if self.tail_frozen else maps
 
-    def head_forward(self, feats: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes and quality logits from :meth:`features`."""
+    def head_outputs(self, feats: tuple[torch.Tensor, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each head's boxes and quality logits from :meth:`features` (each is trained on its own)."""
         n = 2 if self.stride == 8 else 1  # the maps before the tail
         g = feats[n] if len(feats) > n else self.tail(feats[n - 1])
-        return self.head(feats[0], g, feats[1] if self.stride == 8 else None)
+        mid = feats[1] if self.stride == 8 else None
+        return [h(feats[0], g, mid) for h in (self.head, *self.more_heads)]
+
+    def head_forward(self, feats: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes and quality logits from :meth:`features`: the heads' mean."""
+        outs = self.head_outputs(feats)
+        if len(outs) == 1:
+            return outs[0]
+        return torch.stack([b for b, _ in outs]).mean(0), torch.stack([q for _, q in outs]).mean(0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head_forward(self.features(x))

@@ -98,7 +98,7 @@ def resolve_boxes(cfg, photos: pd.DataFrame, box_file: Path | None, run_dir: Pat
                 set(pred["Image"]))
     m = model.metrics
     return out, {"learned": True, "reused": reused, "predictions_reused": pred_reused, "listed": len(usable),
-                 "trained_on": m.get("trained_on"), "held_out": m.get("held_out"),
+                 "trained_on": m.get("trained_on"), "held_out": m.get("held_out"), "refit": bool(m.get("refit")),
                  "held_out_iou": m.get("held_out_iou"), "held_out_iou_min": m.get("held_out_iou_min"),
                  "predicted": len(pred), "mean_score": float(pred["score"].mean()) if len(pred) else None,
                  "fit_seconds": m.get("seconds"), "fit_cpu_seconds": m.get("cpu_seconds"),
@@ -117,7 +117,7 @@ def _fit_or_reuse(run_dir: Path, key: str, listed: pd.DataFrame, usable: dict, b
                           pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
                           epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
                           holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
-                          refine_views=bc.refine_views, stride=bc.stride, progress=progress)
+                          refine_views=bc.refine_views, stride=bc.stride, heads=bc.heads, refit=bc.refit, progress=progress)
     model.save(path)
     write_json(meta_path, {"key": key, "kind": "learned", "metrics": model.metrics})
     return model, False
@@ -158,5 +158,7 @@ def box_model_line(m: dict) -> str:
         return f"box model: not learned ({m['reason']})"
     how = "reused" if m.get("reused") else f"fitted in {m['fit_seconds']:.0f} s"
     iou = f"mean IoU {m['held_out_iou']:.3f}" if m.get("held_out_iou") is not None else "no IoU"
-    return (f"box model: {how} on {m['trained_on']} of {m['listed']} listed boxes ({m['held_out']} held out: "
-            f"{iou}), {m['predicted']} boxes predicted → {m['file']}")
+    held = (f"{iou} on {m['held_out']} of them held out of a first fit" if m.get("refit")
+            else f"{m['held_out']} held out: {iou}")
+    return (f"box model: {how} on {m['trained_on']} of {m['listed']} listed boxes ({held}), {m['predicted']} boxes "
+            f"predicted → {m['file']}")

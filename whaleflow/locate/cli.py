@@ -75,10 +75,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
                           pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
                           epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
                           holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
-                          refine_views=bc.refine_views, stride=bc.stride, progress=not args.quiet)
+                          refine_views=bc.refine_views, stride=bc.stride, heads=bc.heads, refit=bc.refit, progress=not args.quiet)
     model.save(args.out)
     m = model.metrics
     iou = f"mean IoU {m['held_out_iou']:.3f} on {m['held_out']} held-out photos" if m["held_out"] else "no held-out photos"
+    iou += " (measured before the fit on all of them)" if m.get("refit") else ""
     print(f"box model: fitted on {m['trained_on']} photos in {m['seconds']:.0f} s ({m['cpu_seconds']:.0f} s of CPU); "
           f"{iou} → {args.out}")
     return 0
