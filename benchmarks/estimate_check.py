@@ -21,18 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from whaleflow.ensemble.estimate_range import RANGE_MIN_QUERIES, estimate_range  # noqa: E402
-
-
-def recompute(run: Path, *, z: float, min_queries: int) -> dict:
-    """The range of run folder ``run`` from its saved evidence, as the code computes it today."""
-    ev = np.load(run / "ensemble" / "estimate_inputs.npz")
-    test_score = ev["test_score"].astype(np.float32)
-    test_nf = float((test_score < np.float32(ev["test_threshold"])).mean()) if len(test_score) else None
-    val_nf = ev["val_score"].astype(np.float32) < np.float32(ev["threshold"])
-    return estimate_range(ev["query_ap"], ev["fold_ids"], ev["val_sizes"], ev["labelled_counts"],
-                          val_new_first=val_nf, test_new_first=test_nf, test_n=len(test_score),
-                          min_queries=min_queries, z=z)
+from whaleflow.ensemble.estimate_range import RANGE_MIN_QUERIES, range_from_file  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -47,7 +36,7 @@ def main(argv=None) -> int:
     for run in args.runs:
         summary = json.loads((run / "summary.json").read_text())
         real = summary.get("test_map5")
-        out = recompute(run, z=args.z, min_queries=args.min_queries)
+        out = range_from_file(run / "ensemble" / "estimate_inputs.npz", z=args.z, min_queries=args.min_queries)
         if not out or real is None:
             print(f"| {run.name} | {real} | – | – | – | – | – | – |")
             continue

@@ -140,3 +140,26 @@ def test_the_range_never_leaves_zero_to_one():
     assert out["high"] == 1.0 and 0.0 <= out["low"] < out["high"]
     worst = estimate_range(1 - ap, folds, sizes, np.full(40, 3), min_queries=5)
     assert worst["low"] == 0.0
+
+
+def test_range_from_file_reads_back_what_the_run_saved(tmp_path):
+    # the file run_estimate writes, read back: the same range as from the arrays in memory
+    from types import SimpleNamespace
+
+    from whaleflow.ensemble.estimate_range import EstimateEvidence, _save_evidence, range_from_file
+
+    ap, folds, sizes, counts, nf = _two_bins()
+    val_score = np.where(nf, 0.1, 0.9)                  # below the threshold 0.5: "new" first
+    test_score = np.r_[np.full(30, 0.2), np.full(20, 0.8)]  # 60 % of 50 test queries "new" first
+    path = tmp_path / "estimate_inputs.npz"
+    ev = EstimateEvidence(val_top=["a"] * len(ap), val_score=val_score, val_ap=ap, threshold=0.5,
+                          test_score=test_score, test_threshold=0.5, path=path)
+    outer = SimpleNamespace(query_ap=ap, fold_ids=folds)
+    mix = SimpleNamespace(val_sizes=sizes, labelled_counts={f"id{i}": int(c) for i, c in enumerate(counts)})
+    _save_evidence(ev, outer, mix, np.array([f"v{i}" for i in range(len(ap))]), np.zeros(len(ap), int), ["a"] * 50)
+    expected = estimate_range(ap, folds, sizes, counts, val_new_first=nf, test_new_first=0.6, test_n=50,
+                              min_queries=5)
+    got = range_from_file(path, min_queries=5)
+    assert got["low"] == pytest.approx(expected["low"]) and got["high"] == pytest.approx(expected["high"])
+    assert got["test_new_first"] == pytest.approx(0.6)
+    assert got["lambda_low"] == expected["lambda_low"] and got["lambda_high"] == expected["lambda_high"]

@@ -43,7 +43,8 @@ import numpy as np
 from ..metrics import ap_by_bin
 from .gallery_mix import gallery_bin, mix_weights
 
-__all__ = ["ANCHORS", "RANGE_MIN_QUERIES", "EstimateEvidence", "mix_shares", "estimate_range", "run_estimate"]
+__all__ = ["ANCHORS", "RANGE_MIN_QUERIES", "EstimateEvidence", "mix_shares", "estimate_range", "range_from_file",
+           "run_estimate"]
 
 ANCHORS = ("proportional", "per_individual")
 #: bins joined until each holds this many validation queries (:func:`.gallery_mix.mix_weights`):
@@ -209,11 +210,29 @@ def run_estimate(cfg, run_dir, outer, val_images: np.ndarray, truth_idx: np.ndar
     if evidence.path is not None:
         _save_evidence(evidence, outer, mix, val_images, truth_idx, test_top)
     counts = np.array(list(mix.labelled_counts.values()))
-    test_score = np.asarray(evidence.test_score, dtype=np.float32)
-    test_nf = float((test_score < np.float32(evidence.test_threshold)).mean()) if len(test_score) else None
-    val_nf = np.asarray(evidence.val_score, dtype=np.float32) < np.float32(evidence.threshold)
-    return estimate_range(outer.query_ap, outer.fold_ids, mix.val_sizes, counts, val_new_first=val_nf,
-                          test_new_first=test_nf, test_n=len(test_score)), mix.val_sizes
+    test_nf = _new_first(evidence.test_score, evidence.test_threshold)
+    return estimate_range(outer.query_ap, outer.fold_ids, mix.val_sizes, counts,
+                          val_new_first=_new_first(evidence.val_score, evidence.threshold),
+                          test_new_first=float(test_nf.mean()) if len(test_nf) else None,
+                          test_n=len(test_nf)), mix.val_sizes
+
+
+def _new_first(scores, threshold: float) -> np.ndarray:
+    """Whether the blend put "new" first for each query: its top score below the threshold
+    (float32 on both sides, as the blend compared them)."""
+    return np.asarray(scores, dtype=np.float32) < np.float32(threshold)
+
+
+def range_from_file(path: str | Path, *, z: float = 1.0, min_queries: int = RANGE_MIN_QUERIES) -> dict:
+    """The range recomputed from a finished run's ``ensemble/estimate_inputs.npz`` (what
+    :func:`run_estimate` saved), so that a change to this method is checked on old runs
+    without training again (``benchmarks/estimate_check.py``)."""
+    ev = np.load(path)
+    test_nf = _new_first(ev["test_score"], ev["test_threshold"])
+    return estimate_range(ev["query_ap"], ev["fold_ids"], ev["val_sizes"], ev["labelled_counts"],
+                          val_new_first=_new_first(ev["val_score"], ev["threshold"]),
+                          test_new_first=float(test_nf.mean()) if len(test_nf) else None, test_n=len(test_nf),
+                          min_queries=min_queries, z=z)
 
 
 def range_note(estimate: dict) -> str:

@@ -107,17 +107,13 @@ def resolve_boxes(cfg, photos: pd.DataFrame, box_file: Path | None, run_dir: Pat
 
 def _fit_or_reuse(run_dir: Path, key: str, listed: pd.DataFrame, usable: dict, bc, progress: bool):
     from .boxer import load_boxer
-    from .fitting import fit_box_model, read_listed
+    from .fitting import fit_from_config, read_listed
 
     path, meta_path = run_dir / RUN_BOXER, run_dir / RUN_BOXER.parent / "meta.json"
     if path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
         return load_boxer(path), True
     boxes = np.array([usable[im][:4] for im in listed["image"]], dtype=np.float64)
-    model = fit_box_model(read_listed(listed["path"].tolist()), boxes, backbone=bc.backbone,
-                          pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
-                          epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
-                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
-                          refine_views=bc.refine_views, stride=bc.stride, heads=bc.heads, refit=bc.refit, progress=progress)
+    model = fit_from_config(read_listed(listed["path"].tolist()), boxes, bc, progress=progress)
     model.save(path)
     write_json(meta_path, {"key": key, "kind": "learned", "metrics": model.metrics})
     return model, False

@@ -58,7 +58,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from ..data.boxes import read_boxes
     from ..errors import DataError
     from .box_source import check_listed
-    from .fitting import fit_box_model, read_listed
+    from .fitting import fit_from_config, read_listed
 
     bc = load_config(None, list(args.overrides)).boxes
     photos = _photo_table(args.data)
@@ -71,11 +71,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                         fix="list boxes for photos in that folder (Image,x0,y0,x1,y1), a hundred or more.")
     listed = photos[photos["image"].isin(usable)].sort_values("image")
     boxes = np.array([usable[im][:4] for im in listed["image"]], dtype=np.float64)
-    model = fit_box_model(read_listed(listed["path"].tolist()), boxes, backbone=bc.backbone,
-                          pretrained=bc.pretrained, frozen_stages=bc.frozen_stages, canvas=tuple(bc.canvas),
-                          epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
-                          holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror,
-                          refine_views=bc.refine_views, stride=bc.stride, heads=bc.heads, refit=bc.refit, progress=not args.quiet)
+    model = fit_from_config(read_listed(listed["path"].tolist()), boxes, bc, progress=not args.quiet)
     model.save(args.out)
     m = model.metrics
     iou = f"mean IoU {m['held_out_iou']:.3f} on {m['held_out']} held-out photos" if m["held_out"] else "no held-out photos"

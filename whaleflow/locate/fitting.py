@@ -169,6 +169,17 @@ def fit_box_model(images: Sequence[np.ndarray], boxes: np.ndarray, *, backbone: 
     return model
 
 
+def fit_from_config(images: Sequence[np.ndarray], boxes: np.ndarray, bc, *, progress: bool = False,
+                    **overrides) -> BoxModel:
+    """:func:`fit_box_model` with the settings of the ``boxes`` config section ``bc`` (what ``prepare``
+    and ``whaleflow boxes fit`` train); ``overrides``: knobs outside the section (a benchmark's)."""
+    settings = dict(backbone=bc.backbone, pretrained=bc.pretrained, frozen_stages=bc.frozen_stages,
+                    canvas=tuple(bc.canvas), epochs=bc.epochs, views=bc.views, batch_size=bc.batch_size, lr=bc.lr,
+                    holdout=bc.holdout, seed=bc.seed, mirror=bc.mirror, refine_views=bc.refine_views,
+                    stride=bc.stride, heads=bc.heads, refit=bc.refit)
+    return fit_box_model(images, boxes, **{**settings, **overrides}, progress=progress)
+
+
 def read_listed(paths: Sequence[str | Path]) -> list[np.ndarray]:
     """Decode the listed photos in grey (errors are the caller's to catch)."""
     from ..data.images import read_gray
